@@ -1,0 +1,22 @@
+{
+  "targets": [
+    {
+      "target_name": "weft_native",
+      "sources": [
+        "native/src/binding.c",
+        "native/src/tun.c",
+        "native/src/udp.c"
+      ],
+      "cflags_c": [
+        "-std=gnu11",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        "-fstack-protector-strong",
+        "-D_FORTIFY_SOURCE=2"
+      ],
+      "ldflags": ["-Wl,-z,relro", "-Wl,-z,now"]
+    }
+  ]
+}

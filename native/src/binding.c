@@ -1,0 +1,435 @@
+/*
+ * N-API glue for weft's data plane. Validates and bounds-checks arguments,
+ * then calls the pure C in tun.c / udp.c. No packet logic lives here.
+ *
+ * Each JavaScript environment (main thread or worker) gets its own
+ * instance data: the batch scratch space and its readiness watchers.
+ */
+#define _GNU_SOURCE
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <uv.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <net/if.h>
+
+#include "weft.h"
+
+struct weft_poll;
+
+struct weft_env {
+  struct weft_scratch scratch;
+  struct weft_poll *polls; /* live readiness watchers, for teardown */
+  napi_async_cleanup_hook_handle cleanup;
+  int closing_polls;
+};
+
+struct weft_poll {
+  uv_poll_t handle;
+  napi_env env;
+  napi_ref callback;
+  napi_async_context async;
+  struct weft_env *owner;
+  struct weft_poll *next;
+  int stopped;
+};
+
+/* ---------- errors ---------- */
+
+static napi_value throw_errno(napi_env env, const char *syscall, int err) {
+  napi_value msg, code, error, sc, num;
+  char text[256];
+  const char *name = strerrorname_np(err);
+  if (name == NULL) name = "EUNKNOWN";
+  snprintf(text, sizeof(text), "%s failed: %s (%s)", syscall, strerror(err), name);
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
+  napi_create_error(env, code, msg, &error);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sc);
+  napi_set_named_property(env, error, "syscall", sc);
+  napi_create_int32(env, err, &num);
+  napi_set_named_property(env, error, "errno", num);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static napi_value throw_arg(napi_env env, const char *what) {
+  napi_throw_range_error(env, "ERR_WEFT_NATIVE_ARG", what);
+  return NULL;
+}
+
+/* ---------- argument helpers ---------- */
+
+#define GET_ARGS(n)                                                       \
+  size_t argc = (n);                                                      \
+  napi_value argv[(n) > 0 ? (n) : 1];                                     \
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)    \
+    return NULL;                                                          \
+  if (argc < (n)) return throw_arg(env, "missing arguments")
+
+static int get_i32(napi_env env, napi_value v, int32_t *out) {
+  return napi_get_value_int32(env, v, out) == napi_ok;
+}
+
+static int get_u32(napi_env env, napi_value v, uint32_t *out) {
+  return napi_get_value_uint32(env, v, out) == napi_ok;
+}
+
+/* A typed array of the expected element type; *len is its element count. */
+static void *get_typed(napi_env env, napi_value v, napi_typedarray_type want, size_t *len) {
+  bool is;
+  napi_typedarray_type type;
+  void *data;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return NULL;
+  if (napi_get_typedarray_info(env, v, &type, len, &data, NULL, NULL) != napi_ok) return NULL;
+  if (type != want) return NULL;
+  return data;
+}
+
+static struct weft_env *instance(napi_env env) {
+  void *data = NULL;
+  napi_get_instance_data(env, &data);
+  return (struct weft_env *)data;
+}
+
+static napi_value make_u32(napi_env env, uint32_t v) {
+  napi_value out;
+  napi_create_uint32(env, v, &out);
+  return out;
+}
+
+static void report_io(uint32_t *io_out, const struct weft_io *io) {
+  io_out[0] = io->syscalls;
+  io_out[1] = io->failed;
+  io_out[2] = (uint32_t)io->last_errno;
+  io_out[3] = io->bytes;
+}
+
+/* Checks offsets[i]..offsets[i]+lens[i] lie inside the slab for i < count. */
+static int spans_ok(const int32_t *offsets, const int32_t *lens, int count, size_t slab_len) {
+  for (int i = 0; i < count; i++) {
+    if (offsets[i] < 0 || lens[i] < 0) return 0;
+    if ((size_t)offsets[i] + (size_t)lens[i] > slab_len) return 0;
+  }
+  return 1;
+}
+
+/* ---------- TUN ---------- */
+
+/* tunOpen(name: string, flags: number) -> { fd, name } */
+static napi_value tun_open(napi_env env, napi_callback_info info) {
+  char name[IFNAMSIZ + 1], actual[IFNAMSIZ];
+  size_t name_len;
+  int32_t flags;
+  const char *failed = "open";
+  napi_value out, v;
+  GET_ARGS(2);
+  if (napi_get_value_string_utf8(env, argv[0], name, sizeof(name), &name_len) != napi_ok)
+    return throw_arg(env, "tunOpen: name must be a string");
+  if (name_len >= IFNAMSIZ) return throw_arg(env, "tunOpen: name longer than 15 bytes");
+  if (!get_i32(env, argv[1], &flags)) return throw_arg(env, "tunOpen: flags must be a number");
+  int fd = weft_tun_open(name, flags, actual, &failed);
+  if (fd < 0) return throw_errno(env, failed, -fd);
+  napi_create_object(env, &out);
+  napi_create_int32(env, fd, &v);
+  napi_set_named_property(env, out, "fd", v);
+  napi_create_string_utf8(env, actual, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, out, "name", v);
+  return out;
+}
+
+/* tunSetOffload(fd, flags) */
+static napi_value tun_set_offload(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  uint32_t flags;
+  GET_ARGS(2);
+  if (!get_i32(env, argv[0], &fd) || !get_u32(env, argv[1], &flags))
+    return throw_arg(env, "tunSetOffload(fd, flags): numbers expected");
+  int r = weft_tun_set_offload(fd, flags);
+  if (r < 0) return throw_errno(env, "ioctl(TUNSETOFFLOAD)", -r);
+  return NULL;
+}
+
+/* tunReadBatch(fd, slab: Uint8Array, slotSize, max, lens: Int32Array, io: Uint32Array) -> count */
+static napi_value tun_read_batch(napi_env env, napi_callback_info info) {
+  int32_t fd, slot, max;
+  size_t slab_len, lens_len, io_len;
+  struct weft_io io = {0, 0, 0, 0};
+  GET_ARGS(6);
+  uint8_t *slab = get_typed(env, argv[1], napi_uint8_array, &slab_len);
+  int32_t *lens = get_typed(env, argv[4], napi_int32_array, &lens_len);
+  uint32_t *io_out = get_typed(env, argv[5], napi_uint32_array, &io_len);
+  if (!get_i32(env, argv[0], &fd) || !get_i32(env, argv[2], &slot) || !get_i32(env, argv[3], &max) ||
+      slab == NULL || lens == NULL || io_out == NULL || io_len < 4)
+    return throw_arg(env, "tunReadBatch(fd, slab, slotSize, max, lens, io): bad argument types");
+  if (slot <= 0 || max < 0 || (size_t)max > lens_len || (size_t)max * (size_t)slot > slab_len)
+    return throw_arg(env, "tunReadBatch: slab or lens too small for max * slotSize");
+  int n = weft_tun_read_batch(fd, slab, (size_t)slot, max, lens, &io);
+  report_io(io_out, &io);
+  if (n < 0) return throw_errno(env, "read", -n);
+  return make_u32(env, (uint32_t)n);
+}
+
+/* tunWriteBatch(fd, slab, offsets: Int32Array, lens: Int32Array, count, io) -> written */
+static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
+  int32_t fd, count;
+  size_t slab_len, off_len, lens_len, io_len;
+  struct weft_io io = {0, 0, 0, 0};
+  GET_ARGS(6);
+  uint8_t *slab = get_typed(env, argv[1], napi_uint8_array, &slab_len);
+  int32_t *offsets = get_typed(env, argv[2], napi_int32_array, &off_len);
+  int32_t *lens = get_typed(env, argv[3], napi_int32_array, &lens_len);
+  uint32_t *io_out = get_typed(env, argv[5], napi_uint32_array, &io_len);
+  if (!get_i32(env, argv[0], &fd) || !get_i32(env, argv[4], &count) || slab == NULL ||
+      offsets == NULL || lens == NULL || io_out == NULL || io_len < 4)
+    return throw_arg(env, "tunWriteBatch(fd, slab, offsets, lens, count, io): bad argument types");
+  if (count < 0 || (size_t)count > off_len || (size_t)count > lens_len ||
+      !spans_ok(offsets, lens, count, slab_len))
+    return throw_arg(env, "tunWriteBatch: a packet lies outside the slab");
+  int n = weft_tun_write_batch(fd, slab, offsets, lens, count, &io);
+  report_io(io_out, &io);
+  return make_u32(env, (uint32_t)n);
+}
+
+/* ---------- UDP ---------- */
+
+/* udpOpen(addr, port, flags, rcvbuf, sndbuf) -> { fd, rcvbuf, sndbuf } */
+static napi_value udp_open(napi_env env, napi_callback_info info) {
+  uint32_t addr, port;
+  int32_t flags, rcv, snd;
+  const char *failed = "socket";
+  napi_value out, v;
+  GET_ARGS(5);
+  if (!get_u32(env, argv[0], &addr) || !get_u32(env, argv[1], &port) || port > 65535 ||
+      !get_i32(env, argv[2], &flags) || !get_i32(env, argv[3], &rcv) || !get_i32(env, argv[4], &snd))
+    return throw_arg(env, "udpOpen(addr, port, flags, rcvbuf, sndbuf): bad arguments");
+  int fd = weft_udp_open(addr, (uint16_t)port, flags, &rcv, &snd, &failed);
+  if (fd < 0) return throw_errno(env, failed, -fd);
+  napi_create_object(env, &out);
+  napi_create_int32(env, fd, &v);
+  napi_set_named_property(env, out, "fd", v);
+  napi_create_int32(env, rcv, &v);
+  napi_set_named_property(env, out, "rcvbuf", v);
+  napi_create_int32(env, snd, &v);
+  napi_set_named_property(env, out, "sndbuf", v);
+  return out;
+}
+
+/* udpRecvBatch(fd, slab, slotSize, max, lens: Int32Array, addrs: Uint32Array, ports: Uint16Array, io) */
+static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
+  int32_t fd, slot, max;
+  size_t slab_len, lens_len, addrs_len, ports_len, io_len;
+  struct weft_io io = {0, 0, 0, 0};
+  GET_ARGS(8);
+  uint8_t *slab = get_typed(env, argv[1], napi_uint8_array, &slab_len);
+  int32_t *lens = get_typed(env, argv[4], napi_int32_array, &lens_len);
+  uint32_t *addrs = get_typed(env, argv[5], napi_uint32_array, &addrs_len);
+  uint16_t *ports = get_typed(env, argv[6], napi_uint16_array, &ports_len);
+  uint32_t *io_out = get_typed(env, argv[7], napi_uint32_array, &io_len);
+  if (!get_i32(env, argv[0], &fd) || !get_i32(env, argv[2], &slot) || !get_i32(env, argv[3], &max) ||
+      slab == NULL || lens == NULL || addrs == NULL || ports == NULL || io_out == NULL || io_len < 4)
+    return throw_arg(env, "udpRecvBatch(fd, slab, slotSize, max, lens, addrs, ports, io): bad argument types");
+  if (slot <= 0 || max < 0 || max > WEFT_MAX_BATCH || (size_t)max > lens_len ||
+      (size_t)max > addrs_len || (size_t)max > ports_len || (size_t)max * (size_t)slot > slab_len)
+    return throw_arg(env, "udpRecvBatch: arrays too small for max, or max > MAX_BATCH");
+  int n = weft_udp_recv_batch(fd, slab, (size_t)slot, max, lens, addrs, ports,
+                              &instance(env)->scratch, &io);
+  report_io(io_out, &io);
+  if (n < 0) return throw_errno(env, "recvmmsg", -n);
+  return make_u32(env, (uint32_t)n);
+}
+
+/* udpSendBatch(fd, slab, offsets, lens, addrs: Uint32Array, ports: Uint16Array, count, io) -> sent */
+static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
+  int32_t fd, count;
+  size_t slab_len, off_len, lens_len, addrs_len, ports_len, io_len;
+  struct weft_io io = {0, 0, 0, 0};
+  GET_ARGS(8);
+  uint8_t *slab = get_typed(env, argv[1], napi_uint8_array, &slab_len);
+  int32_t *offsets = get_typed(env, argv[2], napi_int32_array, &off_len);
+  int32_t *lens = get_typed(env, argv[3], napi_int32_array, &lens_len);
+  uint32_t *addrs = get_typed(env, argv[4], napi_uint32_array, &addrs_len);
+  uint16_t *ports = get_typed(env, argv[5], napi_uint16_array, &ports_len);
+  uint32_t *io_out = get_typed(env, argv[7], napi_uint32_array, &io_len);
+  if (!get_i32(env, argv[0], &fd) || !get_i32(env, argv[6], &count) || slab == NULL ||
+      offsets == NULL || lens == NULL || addrs == NULL || ports == NULL || io_out == NULL || io_len < 4)
+    return throw_arg(env, "udpSendBatch(fd, slab, offsets, lens, addrs, ports, count, io): bad argument types");
+  if (count < 0 || count > WEFT_MAX_BATCH || (size_t)count > off_len || (size_t)count > lens_len ||
+      (size_t)count > addrs_len || (size_t)count > ports_len || !spans_ok(offsets, lens, count, slab_len))
+    return throw_arg(env, "udpSendBatch: a datagram lies outside the slab, or count > MAX_BATCH");
+  int n = weft_udp_send_batch(fd, slab, offsets, lens, addrs, ports, count,
+                              &instance(env)->scratch, &io);
+  report_io(io_out, &io);
+  return make_u32(env, (uint32_t)n);
+}
+
+/* closeFd(fd) */
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  GET_ARGS(1);
+  if (!get_i32(env, argv[0], &fd) || fd < 0) return throw_arg(env, "closeFd(fd): fd must be >= 0");
+  if (close(fd) < 0 && errno != EINTR) return throw_errno(env, "close", errno);
+  return NULL;
+}
+
+/* ---------- readiness watchers (uv_poll on this environment's loop) ---------- */
+
+static void unlink_poll(struct weft_poll *p) {
+  struct weft_poll **pp = &p->owner->polls;
+  while (*pp != NULL && *pp != p) pp = &(*pp)->next;
+  if (*pp == p) *pp = p->next;
+}
+
+static void on_poll_closed(uv_handle_t *h) {
+  struct weft_poll *p = (struct weft_poll *)h->data;
+  struct weft_env *owner = p->owner;
+  free(p);
+  if (owner->closing_polls > 0 && --owner->closing_polls == 0 && owner->cleanup != NULL) {
+    napi_async_cleanup_hook_handle hook = owner->cleanup;
+    owner->cleanup = NULL;
+    napi_remove_async_cleanup_hook(hook);
+  }
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  struct weft_poll *p = (struct weft_poll *)h->data;
+  napi_env env = p->env;
+  napi_handle_scope scope;
+  napi_value cb, global, args[2], result;
+  if (p->stopped) return;
+  napi_open_handle_scope(env, &scope);
+  napi_get_reference_value(env, p->callback, &cb);
+  napi_get_global(env, &global);
+  napi_create_int32(env, status, &args[0]);
+  napi_create_int32(env, events, &args[1]);
+  if (napi_make_callback(env, p->async, global, cb, 2, args, &result) == napi_pending_exception) {
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_fatal_exception(env, err);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static void poll_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)data;
+  (void)hint;
+  /* the watcher's memory is owned by libuv until on_poll_closed */
+}
+
+/* pollStart(fd, callback(status, events)) -> handle. Watches fd for readability. */
+static napi_value poll_start(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  uv_loop_t *loop;
+  napi_value name, handle;
+  napi_valuetype t;
+  GET_ARGS(2);
+  if (!get_i32(env, argv[0], &fd) || napi_typeof(env, argv[1], &t) != napi_ok || t != napi_function)
+    return throw_arg(env, "pollStart(fd, callback): bad arguments");
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return throw_arg(env, "pollStart: no event loop");
+  struct weft_poll *p = calloc(1, sizeof(*p));
+  if (p == NULL) return throw_errno(env, "calloc", ENOMEM);
+  int r = uv_poll_init(loop, &p->handle, fd);
+  if (r < 0) {
+    free(p);
+    return throw_errno(env, "uv_poll_init", -r);
+  }
+  p->handle.data = p;
+  p->env = env;
+  p->owner = instance(env);
+  napi_create_reference(env, argv[1], 1, &p->callback);
+  napi_create_string_utf8(env, "weft:poll", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, NULL, name, &p->async);
+  r = uv_poll_start(&p->handle, UV_READABLE, on_poll);
+  if (r < 0) {
+    napi_delete_reference(env, p->callback);
+    napi_async_destroy(env, p->async);
+    uv_close((uv_handle_t *)&p->handle, on_poll_closed);
+    return throw_errno(env, "uv_poll_start", -r);
+  }
+  p->next = p->owner->polls;
+  p->owner->polls = p;
+  napi_create_external(env, p, poll_finalize, NULL, &handle);
+  return handle;
+}
+
+static void stop_poll(struct weft_poll *p) {
+  p->stopped = 1;
+  uv_poll_stop(&p->handle);
+  unlink_poll(p);
+  uv_close((uv_handle_t *)&p->handle, on_poll_closed);
+}
+
+/* pollStop(handle): stops watching; safe to call twice. */
+static napi_value poll_stop(napi_env env, napi_callback_info info) {
+  void *data;
+  GET_ARGS(1);
+  if (napi_get_value_external(env, argv[0], &data) != napi_ok)
+    return throw_arg(env, "pollStop(handle): not a watcher handle");
+  struct weft_poll *p = data;
+  /* a handle stays valid until stopped; the external keeps its pointer */
+  struct weft_poll *it = instance(env)->polls;
+  while (it != NULL && it != p) it = it->next;
+  if (it == NULL) return NULL; /* already stopped */
+  napi_delete_reference(env, p->callback);
+  napi_async_destroy(env, p->async);
+  stop_poll(p);
+  return NULL;
+}
+
+/* Environment teardown (worker exit): close any watcher JS did not stop. */
+static void on_env_teardown(napi_async_cleanup_hook_handle hook, void *arg) {
+  struct weft_env *e = arg;
+  e->cleanup = hook;
+  if (e->polls == NULL) {
+    e->cleanup = NULL;
+    napi_remove_async_cleanup_hook(hook);
+    return;
+  }
+  while (e->polls != NULL) {
+    e->closing_polls++;
+    stop_poll(e->polls);
+  }
+}
+
+static void free_instance(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+/* ---------- module ---------- */
+
+static void set_u32(napi_env env, napi_value obj, const char *name, uint32_t v) {
+  napi_set_named_property(env, obj, name, make_u32(env, v));
+}
+
+NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
+  struct weft_env *e = calloc(1, sizeof(*e));
+  if (e == NULL) return NULL;
+  napi_set_instance_data(env, e, free_instance, NULL);
+  napi_add_async_cleanup_hook(env, on_env_teardown, e, NULL);
+
+  napi_property_descriptor fns[] = {
+      {"tunOpen", NULL, tun_open, NULL, NULL, NULL, napi_default, NULL},
+      {"tunSetOffload", NULL, tun_set_offload, NULL, NULL, NULL, napi_default, NULL},
+      {"tunReadBatch", NULL, tun_read_batch, NULL, NULL, NULL, napi_default, NULL},
+      {"tunWriteBatch", NULL, tun_write_batch, NULL, NULL, NULL, napi_default, NULL},
+      {"udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_default, NULL},
+      {"udpRecvBatch", NULL, udp_recv_batch, NULL, NULL, NULL, napi_default, NULL},
+      {"udpSendBatch", NULL, udp_send_batch, NULL, NULL, NULL, napi_default, NULL},
+      {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"pollStart", NULL, poll_start, NULL, NULL, NULL, napi_default, NULL},
+      {"pollStop", NULL, poll_stop, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof(fns) / sizeof(fns[0]), fns);
+  set_u32(env, exports, "MAX_BATCH", WEFT_MAX_BATCH);
+  set_u32(env, exports, "TUN_VNET_HDR", WEFT_TUN_VNET_HDR);
+  set_u32(env, exports, "TUN_MULTI_QUEUE", WEFT_TUN_MULTI_QUEUE);
+  set_u32(env, exports, "UDP_REUSEPORT", WEFT_UDP_REUSEPORT);
+  return exports;
+}

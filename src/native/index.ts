@@ -1,0 +1,98 @@
+/**
+ * The native addon's surface, declared for TypeScript, and its loader.
+ *
+ * The addon is batch-first: one call moves many packets, packet bytes stay in
+ * a caller-owned slab, offsets and lengths travel in typed arrays, results are
+ * counts. Nothing here allocates per packet.
+ *
+ * `io` arrays (Uint32Array of length >= 4) receive, after each batch call:
+ * [0] system calls made, [1] packets skipped because the kernel refused them,
+ * [2] errno of the last such refusal (0 if none), [3] bytes the kernel took
+ * (sends and writes).
+ */
+import * as path from 'node:path';
+import { NativeLoadError } from '../errors';
+
+export interface TunHandle {
+  readonly fd: number;
+  /** The device name the kernel gave (equals the requested one when given). */
+  readonly name: string;
+}
+
+export interface UdpHandle {
+  readonly fd: number;
+  /** Buffer sizes the kernel actually granted (bytes, as getsockopt reports them). */
+  readonly rcvbuf: number;
+  readonly sndbuf: number;
+}
+
+/** Opaque readiness watcher. */
+export type PollHandle = { readonly __weftPoll: unique symbol };
+
+export interface NativeBinding {
+  readonly MAX_BATCH: number;
+  readonly TUN_VNET_HDR: number;
+  readonly TUN_MULTI_QUEUE: number;
+  readonly UDP_REUSEPORT: number;
+
+  /** Opens or creates a TUN device (IFF_TUN|IFF_NO_PI plus flags). Non-blocking fd. */
+  tunOpen(name: string, flags: number): TunHandle;
+  tunSetOffload(fd: number, flags: number): void;
+  /**
+   * Reads up to `max` packets: packet i at `slab[i*slotSize]`, length in lens[i].
+   * Returns the count (0 when the device is empty). The bytes are valid until
+   * the next read into the same slab.
+   */
+  tunReadBatch(fd: number, slab: Uint8Array, slotSize: number, max: number, lens: Int32Array, io: Uint32Array): number;
+  /** Writes packets `slab[offsets[i]..+lens[i]]` for i < count. Returns how many the kernel took. */
+  tunWriteBatch(fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array, count: number, io: Uint32Array): number;
+
+  /** Non-blocking UDP socket bound to addr:port (host order); buffers forced to the given sizes when root. */
+  udpOpen(addr: number, port: number, flags: number, rcvbuf: number, sndbuf: number): UdpHandle;
+  /**
+   * recvmmsg into slots of `slotSize`: lens[i] (-1 if the datagram did not fit),
+   * source addrs[i]/ports[i]. Returns the count (0 when nothing is waiting).
+   */
+  udpRecvBatch(
+    fd: number, slab: Uint8Array, slotSize: number, max: number,
+    lens: Int32Array, addrs: Uint32Array, ports: Uint16Array, io: Uint32Array,
+  ): number;
+  /** sendmmsg of `slab[offsets[i]..+lens[i]]` to addrs[i]:ports[i]. Returns how many were sent. */
+  udpSendBatch(
+    fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array,
+    addrs: Uint32Array, ports: Uint16Array, count: number, io: Uint32Array,
+  ): number;
+
+  closeFd(fd: number): void;
+
+  /**
+   * Calls `callback(status, events)` on this thread's event loop whenever `fd`
+   * is readable (level-triggered: called again while data remains).
+   */
+  pollStart(fd: number, callback: (status: number, events: number) => void): PollHandle;
+  pollStop(handle: PollHandle): void;
+}
+
+let cached: NativeBinding | undefined;
+
+/** Loads build/Release (then build/Debug) of the addon; reports every path tried. */
+export function loadNative(): NativeBinding {
+  if (cached !== undefined) return cached;
+  // dist/src/native/index.js -> repository root is three levels up
+  const root = path.resolve(__dirname, '..', '..', '..');
+  const candidates = [
+    path.join(root, 'build', 'Release', 'weft_native.node'),
+    path.join(root, 'build', 'Debug', 'weft_native.node'),
+  ];
+  let lastError: unknown;
+  for (const candidate of candidates) {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      cached = require(candidate) as NativeBinding;
+      return cached;
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  throw new NativeLoadError(candidates, lastError);
+}
