@@ -1,0 +1,2 @@
+export * from './net-config';
+export * from './subnet-env';
