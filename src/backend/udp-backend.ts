@@ -1,0 +1,168 @@
+/**
+ * flannel's udp backend, wire-compatible: every datagram between hosts is
+ * UDP port -> port whose payload is exactly one inner IPv4 packet.
+ *
+ * Owns: the TUN device, the UDP socket, the forwarding workers and the route
+ * table. Workers borrow the descriptors; stop() releases all of it.
+ */
+import { ConfigError, toSysError } from '../errors';
+import { ENCAP_OVERHEAD_BYTES } from '../encap';
+import type { NativeBinding } from '../native';
+import { formatIpv4, formatPrefix, type Ipv4Prefix } from '../net/ipv4';
+import type { Logger } from '../log';
+import { RouteTable } from '../routing';
+import { TunDevice } from '../tun/tun-device';
+import { ForwarderPool } from '../workers/pool';
+import type { Backend, PeerLease } from './backend';
+import { checkPeers } from './peer-spec';
+
+export interface UdpBackendOptions {
+  readonly tunName: string;
+  readonly network: Ipv4Prefix;
+  /** This host's lease. */
+  readonly subnet: Ipv4Prefix;
+  /** Address to bind the UDP socket to (the underlay interface's address). */
+  readonly bindAddress: number;
+  readonly underlayMtu: number;
+  readonly port: number;
+  readonly workers: number;
+  readonly batchSize: number;
+  readonly socketBufferBytes: number;
+  readonly icmpPerSecond: number;
+  readonly log: Logger;
+}
+
+export const DEFAULT_BATCH_SIZE = 128;
+export const DEFAULT_SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_ICMP_PER_SECOND = 1000;
+/** Largest datagram accepted from a peer (any IPv4 packet fits). */
+const UDP_SLOT_BYTES = 65536;
+
+export class UdpBackend implements Backend {
+  readonly type = 'udp' as const;
+  readonly mtu: number;
+  private readonly options: UdpBackendOptions;
+  private readonly native: NativeBinding;
+  private readonly table = new RouteTable();
+  private readonly peerPorts = new Map<string, PeerLease>();
+  private device: TunDevice | undefined;
+  private udpFd = -1;
+  private pool: ForwarderPool | undefined;
+  private stopped = false;
+  /** Called when the data plane fails at run time (a worker died). */
+  onFatal: (err: Error) => void = () => undefined;
+
+  private constructor(native: NativeBinding, options: UdpBackendOptions) {
+    this.native = native;
+    this.options = options;
+    this.mtu = options.underlayMtu - ENCAP_OVERHEAD_BYTES;
+  }
+
+  /** Creates the device, the socket and the workers; cleans up after itself on failure. */
+  static async start(native: NativeBinding, options: UdpBackendOptions): Promise<UdpBackend> {
+    const backend = new UdpBackend(native, options);
+    try {
+      await backend.open();
+    } catch (err) {
+      await backend.stop();
+      throw err;
+    }
+    return backend;
+  }
+
+  private async open(): Promise<void> {
+    const o = this.options;
+    if (this.mtu < 576) {
+      throw new ConfigError('--iface', o.underlayMtu,
+        `the underlay MTU ${o.underlayMtu} leaves an overlay MTU of ${this.mtu}, below IPv4's minimum of 576; use an interface with MTU >= 604`);
+    }
+    try {
+      const udp = this.native.udpOpen(o.bindAddress, o.port, 0, o.socketBufferBytes, o.socketBufferBytes);
+      this.udpFd = udp.fd;
+      o.log.info({ bind: `${formatIpv4(o.bindAddress)}:${o.port}`, rcvbuf: udp.rcvbuf, sndbuf: udp.sndbuf }, 'udp socket open');
+    } catch (err) {
+      throw toSysError(err, `cannot open UDP port ${formatIpv4(o.bindAddress)}:${o.port}`,
+        'is another flanneld or weft using the port? (Backend.Port in net-conf.json chooses it)');
+    }
+    this.device = await TunDevice.create(this.native, {
+      name: o.tunName,
+      address: o.subnet.network,
+      mtu: this.mtu,
+      network: o.network,
+      queues: o.workers,
+      vnetHdr: false,
+    });
+    o.log.info({ device: this.device.name, address: `${formatIpv4(o.subnet.network)}/32`, mtu: this.mtu, route: formatPrefix(o.network) }, 'tun device up');
+    const tunSlotSize = Math.ceil(Math.max(this.mtu, 1500) / 64) * 64;
+    this.pool = await ForwarderPool.start({
+      tunFds: this.device.fds,
+      udpFd: this.udpFd,
+      workers: o.workers,
+      tunAddress: o.subnet.network,
+      localSubnet: o.subnet,
+      batchSize: o.batchSize,
+      tunSlotSize,
+      udpSlotSize: UDP_SLOT_BYTES,
+      icmpPerSecond: o.icmpPerSecond,
+      routes: this.table.snapshot(),
+    });
+    this.pool.on('error', (err: Error) => this.onFatal(err));
+    o.log.info({ workers: o.workers, batch: o.batchSize }, 'data plane running');
+  }
+
+  async setPeer(peer: PeerLease): Promise<void> {
+    checkPeers(this.options.network, this.options.subnet, [peer], ['peer']);
+    if (this.table.set(peer.subnet, { address: peer.publicIp, port: peer.port })) {
+      this.peerPorts.set(formatPrefix(peer.subnet), peer);
+      await this.publish();
+    }
+  }
+
+  async deletePeer(subnet: Ipv4Prefix): Promise<boolean> {
+    const removed = this.table.delete(subnet);
+    if (removed) {
+      this.peerPorts.delete(formatPrefix(subnet));
+      await this.publish();
+    }
+    return removed;
+  }
+
+  async replacePeers(peers: readonly PeerLease[]): Promise<void> {
+    checkPeers(this.options.network, this.options.subnet, peers, peers.map(() => 'peer'));
+    this.table.clear();
+    this.peerPorts.clear();
+    for (const p of peers) {
+      this.table.set(p.subnet, { address: p.publicIp, port: p.port });
+      this.peerPorts.set(formatPrefix(p.subnet), p);
+    }
+    await this.publish();
+  }
+
+  peers(): PeerLease[] {
+    return [...this.peerPorts.values()];
+  }
+
+  private async publish(): Promise<void> {
+    if (this.pool !== undefined) await this.pool.setRoutes(this.table.snapshot());
+  }
+
+  counters(): Record<string, number> {
+    return this.pool?.counters() ?? {};
+  }
+
+  counterBlocks(): readonly Float64Array[] {
+    return this.pool?.counterBlocks() ?? [];
+  }
+
+  /** Workers first (they borrow the descriptors), then the device, then the socket. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.pool !== undefined) await this.pool.stop();
+    this.device?.close();
+    if (this.udpFd >= 0) {
+      this.native.closeFd(this.udpFd);
+      this.udpFd = -1;
+    }
+  }
+}

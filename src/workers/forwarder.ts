@@ -1,0 +1,333 @@
+/**
+ * The packet loop of one data-plane worker. Two directions, each a batch
+ * loop over a slab that the packets never leave:
+ *
+ *  encap (TUN -> UDP)
+ *   1. read a batch of IP packets from the TUN into the TUN slab;
+ *   2. per packet: IPv4?  route lookup on the destination (none: ICMP net
+ *      unreachable back into the TUN); TTL (expired: ICMP time exceeded);
+ *      decrement TTL in place; note slot, length and peer;
+ *   3. one sendmmsg for the batch: each datagram's payload is the slot itself.
+ *
+ *  decap (UDP -> TUN)
+ *   1. recvmmsg a batch of datagrams into the UDP slab;
+ *   2. per datagram: validate the IPv4 header, destination inside this host's
+ *      subnet, TTL (expired: ICMP time exceeded back to the sender over UDP);
+ *      decrement TTL in place;
+ *   3. write the accepted slots to the TUN.
+ *
+ * Contract: one Forwarder is driven by one thread. Packet bytes in a slab are
+ * valid until the next batch read into that slab. Routes change only between
+ * batches (setRoutes swaps a compiled snapshot). Nothing throws per packet:
+ * every drop is a counter.
+ */
+import {
+  buildIcmpError,
+  decrementTtl,
+  ICMP_DEST_UNREACH,
+  ICMP_NET_UNREACH,
+  ICMP_TIME_EXCEEDED,
+  ICMP_TTL_EXCEEDED,
+  ipv4Dst,
+  Ipv4Drop,
+  mayQuoteInIcmpError,
+  validateIpv4,
+} from '../encap';
+import { prefixMask, type Ipv4Prefix } from '../net/ipv4';
+import { CompiledRoutes, type RouteSnapshot } from '../routing';
+import type { NativeBinding } from '../native';
+import { Counter } from './counters';
+
+/** The parts of the native addon the packet loop uses (a fake can stand in). */
+export type PacketIo = Pick<NativeBinding, 'tunReadBatch' | 'tunWriteBatch' | 'udpRecvBatch' | 'udpSendBatch'>;
+
+export interface ForwarderOptions {
+  readonly tunFd: number;
+  readonly udpFd: number;
+  /** Source address of ICMP errors this host generates (the TUN's address). */
+  readonly tunAddress: number;
+  /** This host's lease: decapsulated packets must be addressed inside it. */
+  readonly localSubnet: Ipv4Prefix;
+  /** Packets per batch call (<= native MAX_BATCH). */
+  readonly batchSize: number;
+  /** Bytes per TUN read slot (>= the TUN MTU). */
+  readonly tunSlotSize: number;
+  /** Bytes per UDP receive slot (datagrams larger than this are dropped as truncated). */
+  readonly udpSlotSize: number;
+  /** ICMP errors per second this worker may generate (burst = a tenth of it, at least 10); 0 = none. */
+  readonly icmpPerSecond: number;
+  readonly counters: Float64Array;
+  readonly routes: RouteSnapshot;
+  /** Batch calls per readiness event before yielding to the event loop. */
+  readonly maxBatchesPerWakeup?: number;
+}
+
+/** Room for one ICMP error: IP header + ICMP header + quoted header with options + 8 bytes. */
+const ICMP_SLOT_BYTES = 128;
+
+export class Forwarder {
+  private readonly io: PacketIo;
+  private readonly opt: ForwarderOptions;
+  private readonly c: Float64Array;
+  private routes: CompiledRoutes;
+  private readonly localNet: number;
+  private readonly localMask: number;
+  private readonly maxRounds: number;
+
+  // encap state
+  private readonly tunSlab: Buffer;
+  private readonly tunLens: Int32Array;
+  private readonly sendOffsets: Int32Array;
+  private readonly sendLens: Int32Array;
+  private readonly sendAddrs: Uint32Array;
+  private readonly sendPorts: Uint16Array;
+
+  // decap state
+  private readonly udpSlab: Buffer;
+  private readonly udpLens: Int32Array;
+  private readonly srcAddrs: Uint32Array;
+  private readonly srcPorts: Uint16Array;
+  private readonly writeOffsets: Int32Array;
+  private readonly writeLens: Int32Array;
+
+  // generated ICMP errors: to the TUN (encap side) or back over UDP (decap side)
+  private readonly icmpSlab: Buffer;
+  private readonly icmpOffsets: Int32Array;
+  private readonly icmpLens: Int32Array;
+  private readonly icmpAddrs: Uint32Array;
+  private readonly icmpPorts: Uint16Array;
+  private icmpTokens: number;
+  private icmpRefilledAt: number;
+  private readonly icmpBurst: number;
+
+  private readonly ioResult = new Uint32Array(4);
+
+  constructor(io: PacketIo, options: ForwarderOptions) {
+    this.io = io;
+    this.opt = options;
+    this.c = options.counters;
+    this.routes = new CompiledRoutes(options.routes);
+    this.localMask = prefixMask(options.localSubnet.length);
+    this.localNet = options.localSubnet.network;
+    this.maxRounds = options.maxBatchesPerWakeup ?? 8;
+    const n = options.batchSize;
+
+    this.tunSlab = Buffer.alloc(n * options.tunSlotSize);
+    this.tunLens = new Int32Array(n);
+    this.sendOffsets = new Int32Array(n);
+    this.sendLens = new Int32Array(n);
+    this.sendAddrs = new Uint32Array(n);
+    this.sendPorts = new Uint16Array(n);
+
+    this.udpSlab = Buffer.alloc(n * options.udpSlotSize);
+    this.udpLens = new Int32Array(n);
+    this.srcAddrs = new Uint32Array(n);
+    this.srcPorts = new Uint16Array(n);
+    this.writeOffsets = new Int32Array(n);
+    this.writeLens = new Int32Array(n);
+
+    this.icmpSlab = Buffer.alloc(n * ICMP_SLOT_BYTES);
+    this.icmpOffsets = new Int32Array(n);
+    this.icmpLens = new Int32Array(n);
+    this.icmpAddrs = new Uint32Array(n);
+    this.icmpPorts = new Uint16Array(n);
+    this.icmpBurst = options.icmpPerSecond <= 0 ? 0 : Math.max(10, Math.floor(options.icmpPerSecond / 10));
+    this.icmpTokens = this.icmpBurst;
+    this.icmpRefilledAt = Date.now();
+  }
+
+  /** Swaps in a new route snapshot; takes effect from the next packet. */
+  setRoutes(snapshot: RouteSnapshot): void {
+    this.routes = new CompiledRoutes(snapshot);
+    this.c[Counter.RouteUpdates]++;
+  }
+
+  /** Drains the TUN (up to maxBatchesPerWakeup batches). Returns packets read. */
+  pumpTun(): number {
+    const { tunFd, udpFd, batchSize, tunSlotSize } = this.opt;
+    const io = this.io;
+    const c = this.c;
+    const slab = this.tunSlab;
+    const lens = this.tunLens;
+    const res = this.ioResult;
+    let total = 0;
+    for (let round = 0; round < this.maxRounds; round++) {
+      const n = io.tunReadBatch(tunFd, slab, tunSlotSize, batchSize, lens, res);
+      c[Counter.SyscallsTunRead] += res[0] as number;
+      c[Counter.BatchesTunRead]++;
+      if (n === 0) break;
+      total += n;
+      const routes = this.routes;
+      let out = 0;
+      let icmp = 0;
+      let bytes = 0;
+      for (let i = 0; i < n; i++) {
+        const off = i * tunSlotSize;
+        const len = lens[i] as number;
+        bytes += len;
+        if (len < 20 || ((slab[off] as number) >> 4) !== 4) {
+          c[Counter.DropTunNotIpv4]++;
+          continue;
+        }
+        const r = routes.lookup(ipv4Dst(slab, off));
+        if (r < 0) {
+          c[Counter.DropNoRoute]++;
+          if (this.queueIcmp(icmp, ICMP_DEST_UNREACH, ICMP_NET_UNREACH, slab, off, len, 0, 0)) {
+            icmp++;
+            c[Counter.IcmpNetUnreachableSent]++;
+          }
+          continue;
+        }
+        if ((slab[off + 8] as number) <= 1) {
+          c[Counter.DropTtlExpiredEncap]++;
+          if (this.queueIcmp(icmp, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, slab, off, len, 0, 0)) {
+            icmp++;
+            c[Counter.IcmpTimeExceededSent]++;
+          }
+          continue;
+        }
+        decrementTtl(slab, off);
+        this.sendOffsets[out] = off;
+        this.sendLens[out] = len;
+        this.sendAddrs[out] = routes.peerAddress[r] as number;
+        this.sendPorts[out] = routes.peerPort[r] as number;
+        out++;
+      }
+      c[Counter.TunRxPackets] += n;
+      c[Counter.TunRxBytes] += bytes;
+      if (out > 0) {
+        const sent = io.udpSendBatch(udpFd, slab, this.sendOffsets, this.sendLens, this.sendAddrs, this.sendPorts, out, res);
+        c[Counter.SyscallsUdpSend] += res[0] as number;
+        c[Counter.UdpTxPackets] += sent;
+        c[Counter.UdpTxBytes] += res[3] as number;
+        c[Counter.DropUdpSendFailed] += res[1] as number;
+      }
+      if (icmp > 0) this.flushIcmpToTun(icmp);
+      if (n < batchSize) break;
+    }
+    return total;
+  }
+
+  /** Drains the UDP socket (up to maxBatchesPerWakeup batches). Returns datagrams received. */
+  pumpUdp(): number {
+    const { tunFd, udpFd, batchSize, udpSlotSize } = this.opt;
+    const io = this.io;
+    const c = this.c;
+    const slab = this.udpSlab;
+    const lens = this.udpLens;
+    const res = this.ioResult;
+    const localMask = this.localMask;
+    const localNet = this.localNet;
+    let total = 0;
+    for (let round = 0; round < this.maxRounds; round++) {
+      const n = io.udpRecvBatch(udpFd, slab, udpSlotSize, batchSize, lens, this.srcAddrs, this.srcPorts, res);
+      c[Counter.SyscallsUdpRecv] += res[0] as number;
+      c[Counter.BatchesUdpRecv]++;
+      if (n === 0) break;
+      total += n;
+      let out = 0;
+      let icmp = 0;
+      let bytesIn = 0;
+      for (let i = 0; i < n; i++) {
+        const off = i * udpSlotSize;
+        const len = lens[i] as number;
+        if (len < 0) {
+          c[Counter.DropTruncated]++;
+          continue;
+        }
+        bytesIn += len;
+        const verdict = validateIpv4(slab, off, len);
+        if (verdict !== Ipv4Drop.Ok) {
+          c[Counter.DropTooShort + verdict - 1]++;
+          continue;
+        }
+        if (((ipv4Dst(slab, off) & localMask) >>> 0) !== localNet) {
+          c[Counter.DropNotLocalSubnet]++;
+          continue;
+        }
+        if ((slab[off + 8] as number) <= 1) {
+          c[Counter.DropTtlExpiredDecap]++;
+          const back = this.queueIcmp(icmp, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, slab, off, len,
+            this.srcAddrs[i] as number, this.srcPorts[i] as number);
+          if (back) {
+            icmp++;
+            c[Counter.IcmpTimeExceededSent]++;
+          }
+          continue;
+        }
+        decrementTtl(slab, off);
+        this.writeOffsets[out] = off;
+        this.writeLens[out] = len;
+        out++;
+      }
+      c[Counter.UdpRxPackets] += n;
+      c[Counter.UdpRxBytes] += bytesIn;
+      if (out > 0) {
+        const written = io.tunWriteBatch(tunFd, slab, this.writeOffsets, this.writeLens, out, res);
+        c[Counter.SyscallsTunWrite] += res[0] as number;
+        c[Counter.TunTxPackets] += written;
+        c[Counter.TunTxBytes] += res[3] as number;
+        c[Counter.DropTunWriteFailed] += res[1] as number;
+      }
+      if (icmp > 0) this.flushIcmpToUdp(icmp);
+      if (n < batchSize) break;
+    }
+    return total;
+  }
+
+  /**
+   * Builds an ICMP error about the packet at slab[off..off+len] into ICMP slot
+   * `index`, if the packet may be quoted and the rate limit allows.
+   * replyAddr/replyPort are where a UDP-bound error goes (decap side).
+   */
+  private queueIcmp(
+    index: number, type: number, code: number, slab: Buffer, off: number, len: number,
+    replyAddr: number, replyPort: number,
+  ): boolean {
+    if (!mayQuoteInIcmpError(slab, off, len)) return false;
+    if (!this.takeIcmpToken()) {
+      this.c[Counter.IcmpRateLimited]++;
+      return false;
+    }
+    const at = index * ICMP_SLOT_BYTES;
+    const size = buildIcmpError(this.icmpSlab, at, type, code, this.opt.tunAddress, slab, off, len);
+    this.icmpOffsets[index] = at;
+    this.icmpLens[index] = size;
+    this.icmpAddrs[index] = replyAddr;
+    this.icmpPorts[index] = replyPort;
+    return true;
+  }
+
+  private takeIcmpToken(): boolean {
+    if (this.icmpTokens < 1) {
+      const now = Date.now();
+      const refill = ((now - this.icmpRefilledAt) * this.opt.icmpPerSecond) / 1000;
+      if (refill >= 1) {
+        this.icmpTokens = Math.min(this.icmpBurst, this.icmpTokens + refill);
+        this.icmpRefilledAt = now;
+      }
+      if (this.icmpTokens < 1) return false;
+    }
+    this.icmpTokens--;
+    return true;
+  }
+
+  private flushIcmpToTun(count: number): void {
+    const res = this.ioResult;
+    const written = this.io.tunWriteBatch(this.opt.tunFd, this.icmpSlab, this.icmpOffsets, this.icmpLens, count, res);
+    this.c[Counter.SyscallsTunWrite] += res[0] as number;
+    this.c[Counter.TunTxPackets] += written;
+    this.c[Counter.TunTxBytes] += res[3] as number;
+    this.c[Counter.DropTunWriteFailed] += res[1] as number;
+  }
+
+  private flushIcmpToUdp(count: number): void {
+    const res = this.ioResult;
+    const sent = this.io.udpSendBatch(this.opt.udpFd, this.icmpSlab, this.icmpOffsets, this.icmpLens,
+      this.icmpAddrs, this.icmpPorts, count, res);
+    this.c[Counter.SyscallsUdpSend] += res[0] as number;
+    this.c[Counter.UdpTxPackets] += sent;
+    this.c[Counter.UdpTxBytes] += res[3] as number;
+    this.c[Counter.DropUdpSendFailed] += res[1] as number;
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * An in-memory PacketIo: a fake TUN device and a fake UDP socket that keep the
+ * native addon's contract (src/native/index.ts, native/src/tun.c, udp.c), so the
+ * Forwarder can be driven without root, devices or sockets.
+ *
+ *   TUN: `tun.inject(...)` queues packets "from the kernel" for tunReadBatch;
+ *        tunWriteBatch appends to `tun.written`.
+ *   UDP: `udp.inject(...)` queues datagrams (with source addr/port) for
+ *        udpRecvBatch; udpSendBatch appends to `udp.sent` (with destination).
+ *
+ * Recorded packets are copies: the caller's slab is reused by the next batch.
+ * `refuse` makes the "kernel" reject chosen packets on write/send; they are
+ * counted in io[1] (failed) with io[2] = `refuseErrno`, as the native code does.
+ *
+ * System calls reported in io[0], as the native loops make them:
+ *   tunReadBatch  one read() per packet, plus the read that finds the queue empty
+ *                 (none when `max` packets were read);
+ *   tunWriteBatch one write() per packet;
+ *   udpRecvBatch  one recvmmsg() per call;
+ *   udpSendBatch  one sendmmsg() per run of accepted datagrams and one per refused
+ *                 datagram (the kernel stops at a refusal; the loop skips it and resumes).
+ * Not modelled: EINTR, EAGAIN on send (socket buffer full), read errors.
+ */
+import { constants } from 'node:os';
+import type { PacketIo } from '../../src/workers/forwarder';
+
+export interface Datagram {
+  readonly bytes: Buffer;
+  /** Source (received) or destination (sent) IPv4 address, unsigned 32-bit. */
+  readonly addr: number;
+  readonly port: number;
+}
+
+export class MemoryTun {
+  /** Packets waiting to be read, oldest first. */
+  readonly pending: Buffer[] = [];
+  /** Packets written to the device, in order. */
+  readonly written: Buffer[] = [];
+  /** Return true to make the write of this packet fail. */
+  refuse: (packet: Buffer) => boolean = () => false;
+  refuseErrno: number = constants.errno.EIO;
+
+  inject(...packets: Uint8Array[]): void {
+    for (const p of packets) this.pending.push(Buffer.from(p));
+  }
+}
+
+export class MemoryUdp {
+  readonly pending: Datagram[] = [];
+  readonly sent: Datagram[] = [];
+  refuse: (datagram: Datagram) => boolean = () => false;
+  refuseErrno: number = constants.errno.EMSGSIZE;
+
+  inject(bytes: Uint8Array, addr: number, port: number): void {
+    this.pending.push({ bytes: Buffer.from(bytes), addr, port });
+  }
+}
+
+export class MemoryPacketIo implements PacketIo {
+  readonly tun = new MemoryTun();
+  readonly udp = new MemoryUdp();
+
+  /** The fds the Forwarder must pass; a call with another fd throws. */
+  constructor(
+    readonly tunFd: number,
+    readonly udpFd: number,
+  ) {}
+
+  tunReadBatch(fd: number, slab: Uint8Array, slotSize: number, max: number, lens: Int32Array, io: Uint32Array): number {
+    this.checkFd(fd, this.tunFd, 'tunReadBatch');
+    checkSlots(slab, slotSize, max, lens.length);
+    let n = 0;
+    let syscalls = 0;
+    while (n < max) {
+      syscalls++;
+      const packet = this.tun.pending.shift();
+      if (packet === undefined) break; // EAGAIN
+      if (packet.length > slotSize) {
+        throw new Error(`test setup: a ${packet.length}-byte packet does not fit a ${slotSize}-byte TUN slot`);
+      }
+      slab.set(packet, n * slotSize);
+      lens[n] = packet.length;
+      n++;
+    }
+    report(io, syscalls, 0, 0, 0);
+    return n;
+  }
+
+  tunWriteBatch(fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array, count: number, io: Uint32Array): number {
+    this.checkFd(fd, this.tunFd, 'tunWriteBatch');
+    checkSpans(slab, offsets, lens, count);
+    let written = 0;
+    let failed = 0;
+    let bytes = 0;
+    for (let i = 0; i < count; i++) {
+      const packet = copyOut(slab, offsets[i] as number, lens[i] as number);
+      if (this.tun.refuse(packet)) {
+        failed++;
+        continue;
+      }
+      this.tun.written.push(packet);
+      bytes += packet.length;
+      written++;
+    }
+    report(io, count, failed, failed > 0 ? this.tun.refuseErrno : 0, bytes);
+    return written;
+  }
+
+  udpRecvBatch(
+    fd: number, slab: Uint8Array, slotSize: number, max: number,
+    lens: Int32Array, addrs: Uint32Array, ports: Uint16Array, io: Uint32Array,
+  ): number {
+    this.checkFd(fd, this.udpFd, 'udpRecvBatch');
+    checkSlots(slab, slotSize, max, Math.min(lens.length, addrs.length, ports.length));
+    let n = 0;
+    while (n < max) {
+      const d = this.udp.pending.shift();
+      if (d === undefined) break;
+      // Like recvmmsg with MSG_TRUNC in msg_flags: the slot gets what fits, the length says -1.
+      slab.set(d.bytes.subarray(0, slotSize), n * slotSize);
+      lens[n] = d.bytes.length > slotSize ? -1 : d.bytes.length;
+      addrs[n] = d.addr;
+      ports[n] = d.port;
+      n++;
+    }
+    report(io, 1, 0, 0, 0);
+    return n;
+  }
+
+  udpSendBatch(
+    fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array,
+    addrs: Uint32Array, ports: Uint16Array, count: number, io: Uint32Array,
+  ): number {
+    this.checkFd(fd, this.udpFd, 'udpSendBatch');
+    checkSpans(slab, offsets, lens, count);
+    if (count > addrs.length || count > ports.length) throw new RangeError(`count ${count} exceeds the address/port arrays`);
+    let done = 0;
+    let sent = 0;
+    let failed = 0;
+    let bytes = 0;
+    let syscalls = 0;
+    while (done < count) {
+      syscalls++;
+      let accepted = 0;
+      for (; done < count; done++) {
+        const d: Datagram = {
+          bytes: copyOut(slab, offsets[done] as number, lens[done] as number),
+          addr: addrs[done] as number,
+          port: ports[done] as number,
+        };
+        if (this.udp.refuse(d)) break;
+        this.udp.sent.push(d);
+        bytes += d.bytes.length;
+        accepted++;
+      }
+      sent += accepted;
+      if (accepted === 0) {
+        failed++; // this sendmmsg returned -1 for datagram `done`: skip it
+        done++;
+      }
+    }
+    report(io, syscalls, failed, failed > 0 ? this.udp.refuseErrno : 0, bytes);
+    return sent;
+  }
+
+  private checkFd(got: number, want: number, call: string): void {
+    if (got !== want) throw new Error(`${call} called with fd ${got}, expected ${want}`);
+  }
+}
+
+function report(io: Uint32Array, syscalls: number, failed: number, lastErrno: number, bytes: number): void {
+  io[0] = syscalls;
+  io[1] = failed;
+  io[2] = lastErrno;
+  io[3] = bytes;
+}
+
+/** A copy of slab[offset, offset + len): the slab is reused after the call. */
+function copyOut(slab: Uint8Array, offset: number, len: number): Buffer {
+  return Buffer.from(slab.subarray(offset, offset + len));
+}
+
+/** The native glue's bounds checks for read calls: `max` slots must fit the slab and the arrays. */
+function checkSlots(slab: Uint8Array, slotSize: number, max: number, arrayLength: number): void {
+  if (!(slotSize > 0) || !(max >= 0) || max > arrayLength || max * slotSize > slab.length) {
+    throw new RangeError(`slots do not fit: ${max} x ${slotSize} bytes in a ${slab.length}-byte slab, arrays of ${arrayLength}`);
+  }
+}
+
+/** The native glue's bounds checks for write calls (spans_ok in binding.c). */
+function checkSpans(slab: Uint8Array, offsets: Int32Array, lens: Int32Array, count: number): void {
+  if (count > offsets.length || count > lens.length) throw new RangeError(`count ${count} exceeds the offset/length arrays`);
+  for (let i = 0; i < count; i++) {
+    const off = offsets[i] as number;
+    const len = lens[i] as number;
+    if (off < 0 || len < 0 || off + len > slab.length) {
+      throw new RangeError(`packet ${i} [${off}, ${off + len}) lies outside the ${slab.length}-byte slab`);
+    }
+  }
+}
