@@ -1,0 +1,266 @@
+/**
+ * A laboratory of hosts and pods built from network namespaces on this one
+ * machine: used by `weft demo`, the benchmark and the end-to-end tests.
+ *
+ * Layout for a lab with prefix P and hosts 1..n:
+ *   P-u             the underlay "switch" (a bridge), when underlay = 'bridge'
+ *   P-h<i>          host i: underlay interface `eth0` = 192.168.77.<i>/24,
+ *                   bridge `cni0` = 10.244.<i>.1/24, ip_forward on
+ *   P-p<i>          pod behind host i: `eth0` = 10.244.<i>.2/24, default via .1
+ * With underlay = 'veth' (two hosts only) the hosts' eth0 are the two ends of
+ * one veth pair: nothing in between, the fastest underlay for benchmarks.
+ *
+ * Every interface is created directly inside its namespace (never in the
+ * caller's), so parallel labs cannot collide as long as prefixes differ, and
+ * destroy() — also run on process exit — kills the processes inside and
+ * deletes the namespaces, which takes every device and route with them.
+ * Traffic stays inside these namespaces.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { ip, run, runResult, type RunOptions, type RunResult } from '../sys/exec';
+
+export interface LabOptions {
+  /** Namespace name prefix; default `weft-<random>`. */
+  readonly prefix?: string;
+  readonly hosts: number;
+  /** 'bridge' (default) supports any number of hosts; 'veth' joins exactly two. */
+  readonly underlay?: 'bridge' | 'veth';
+  readonly underlayMtu?: number;
+  /** MTU given to pods' interfaces and cni0 (what the CNI would take from FLANNEL_MTU). */
+  readonly podMtu?: number;
+  /** Create a pod namespace behind each host (default true). */
+  readonly pods?: boolean;
+  /** Extra bare namespaces on the underlay (e.g. a foreign peer): names and underlay host numbers. */
+  readonly extraUnderlayNodes?: readonly { readonly tag: string; readonly hostNumber: number }[];
+}
+
+export interface LabHost {
+  readonly index: number;
+  readonly ns: string;
+  readonly underlayIp: string;
+  readonly podNs: string | undefined;
+  readonly podIp: string;
+  readonly podSubnet: string;
+  readonly gatewayIp: string;
+}
+
+export const LAB_NETWORK = '10.244.0.0/16';
+export const UNDERLAY_PREFIX = '192.168.77';
+
+const live = new Set<Lab>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const lab of live) lab.destroySync();
+  });
+}
+
+export function randomLabPrefix(tag = 'weft'): string {
+  return `${tag}-${randomBytes(3).toString('hex')}`;
+}
+
+export class Lab {
+  readonly prefix: string;
+  readonly hosts: readonly LabHost[];
+  readonly underlayNs: string | undefined;
+  readonly extraNodes: ReadonlyMap<string, { ns: string; ip: string }>;
+  private readonly namespaces: string[] = [];
+  private readonly children = new Set<ChildProcess>();
+  /** Every process this lab ever started (for leak checks). */
+  readonly spawnedPids: number[] = [];
+  private destroyed = false;
+
+  private constructor(prefix: string, hosts: LabHost[], underlayNs: string | undefined,
+    extra: Map<string, { ns: string; ip: string }>) {
+    this.prefix = prefix;
+    this.hosts = hosts;
+    this.underlayNs = underlayNs;
+    this.extraNodes = extra;
+  }
+
+  static async create(options: LabOptions, progress: (line: string) => void = () => undefined): Promise<Lab> {
+    const prefix = options.prefix ?? randomLabPrefix();
+    const underlay = options.underlay ?? 'bridge';
+    if (underlay === 'veth' && (options.hosts !== 2 || (options.extraUnderlayNodes ?? []).length > 0)) {
+      throw new Error("a 'veth' underlay joins exactly two hosts");
+    }
+    const mtu = options.underlayMtu ?? 1500;
+    const withPods = options.pods ?? true;
+    const hosts: LabHost[] = [];
+    for (let i = 1; i <= options.hosts; i++) {
+      hosts.push({
+        index: i,
+        ns: `${prefix}-h${i}`,
+        underlayIp: `${UNDERLAY_PREFIX}.${i}`,
+        podNs: withPods ? `${prefix}-p${i}` : undefined,
+        podIp: `10.244.${i}.2`,
+        podSubnet: `10.244.${i}.0/24`,
+        gatewayIp: `10.244.${i}.1`,
+      });
+    }
+    const extra = new Map<string, { ns: string; ip: string }>();
+    for (const node of options.extraUnderlayNodes ?? []) {
+      extra.set(node.tag, { ns: `${prefix}-${node.tag}`, ip: `${UNDERLAY_PREFIX}.${node.hostNumber}` });
+    }
+    const lab = new Lab(prefix, hosts, underlay === 'bridge' ? `${prefix}-u` : undefined, extra);
+    live.add(lab);
+    installExitHook();
+    try {
+      await lab.build(underlay, mtu, options.podMtu ?? mtu - 28, progress);
+    } catch (err) {
+      await lab.destroy();
+      throw err;
+    }
+    return lab;
+  }
+
+  private async addNs(name: string): Promise<void> {
+    await ip(['netns', 'add', name]);
+    this.namespaces.push(name);
+    await ip(['-n', name, 'link', 'set', 'lo', 'up']);
+  }
+
+  private async build(underlay: 'bridge' | 'veth', mtu: number, podMtu: number, progress: (l: string) => void): Promise<void> {
+    if (this.underlayNs !== undefined) {
+      progress(`underlay switch: namespace ${this.underlayNs}, bridge br0`);
+      await this.addNs(this.underlayNs);
+      await ip(['-n', this.underlayNs, 'link', 'add', 'br0', 'mtu', String(mtu), 'type', 'bridge']);
+      await ip(['-n', this.underlayNs, 'link', 'set', 'br0', 'up']);
+    }
+    const underlayNodes: { ns: string; ip: string; port: string }[] = [];
+    for (const h of this.hosts) {
+      progress(`host ${h.index}: namespace ${h.ns}, underlay eth0 ${h.underlayIp}/24, MTU ${mtu}`);
+      await this.addNs(h.ns);
+      await writeNsSysctl(h.ns, 'net.ipv4.ip_forward', '1');
+      underlayNodes.push({ ns: h.ns, ip: h.underlayIp, port: `h${h.index}` });
+    }
+    for (const [tag, node] of this.extraNodes) {
+      progress(`underlay node ${tag}: namespace ${node.ns}, eth0 ${node.ip}/24`);
+      await this.addNs(node.ns);
+      underlayNodes.push({ ns: node.ns, ip: node.ip, port: tag });
+    }
+    if (underlay === 'veth') {
+      const [a, b] = underlayNodes as [typeof underlayNodes[0], typeof underlayNodes[0]];
+      await ip(['-n', a.ns, 'link', 'add', 'eth0', 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', b.ns, 'mtu', String(mtu)]);
+    } else {
+      for (const node of underlayNodes) {
+        await ip(['-n', node.ns, 'link', 'add', 'eth0', 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', node.port,
+          'netns', this.underlayNs as string, 'mtu', String(mtu)]);
+        await ip(['-n', this.underlayNs as string, 'link', 'set', node.port, 'master', 'br0', 'up']);
+      }
+    }
+    for (const node of underlayNodes) {
+      await ip(['-n', node.ns, 'addr', 'add', `${node.ip}/24`, 'dev', 'eth0']);
+      await ip(['-n', node.ns, 'link', 'set', 'eth0', 'up']);
+    }
+    for (const node of underlayNodes) await waitOperUp(node.ns, 'eth0');
+    for (const h of this.hosts) {
+      if (h.podNs === undefined) continue;
+      progress(`pod ${h.index}: namespace ${h.podNs}, eth0 ${h.podIp}/24 behind bridge cni0 ${h.gatewayIp} on host ${h.index}, MTU ${podMtu}`);
+      await this.addNs(h.podNs);
+      await ip(['-n', h.ns, 'link', 'add', 'cni0', 'mtu', String(podMtu), 'type', 'bridge']);
+      await ip(['-n', h.ns, 'addr', 'add', `${h.gatewayIp}/24`, 'dev', 'cni0']);
+      await ip(['-n', h.ns, 'link', 'set', 'cni0', 'up']);
+      await ip(['-n', h.ns, 'link', 'add', 'vpod', 'mtu', String(podMtu), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', h.podNs, 'mtu', String(podMtu)]);
+      await ip(['-n', h.ns, 'link', 'set', 'vpod', 'master', 'cni0', 'up']);
+      await ip(['-n', h.podNs, 'addr', 'add', `${h.podIp}/24`, 'dev', 'eth0']);
+      await ip(['-n', h.podNs, 'link', 'set', 'eth0', 'up']);
+      await ip(['-n', h.podNs, 'route', 'add', 'default', 'via', h.gatewayIp]);
+    }
+    for (const h of this.hosts) if (h.podNs !== undefined) await waitOperUp(h.podNs, 'eth0');
+  }
+
+  host(i: number): LabHost {
+    const h = this.hosts[i - 1];
+    if (h === undefined) throw new Error(`lab has no host ${i}`);
+    return h;
+  }
+
+  /** Runs a command inside a namespace and returns its stdout. */
+  exec(ns: string, file: string, args: readonly string[], options: RunOptions = {}): Promise<string> {
+    return run('ip', ['netns', 'exec', ns, file, ...args], options);
+  }
+
+  /** Runs a command inside a namespace; resolves with its exit code and output, success or not. */
+  execResult(ns: string, file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+    return runResult('ip', ['netns', 'exec', ns, file, ...args], options);
+  }
+
+  /** Starts a long-running command inside a namespace; destroy() kills it. */
+  spawn(ns: string, file: string, args: readonly string[], env?: NodeJS.ProcessEnv): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', ns, file, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: env ?? process.env,
+    });
+    this.children.add(child);
+    if (child.pid !== undefined) this.spawnedPids.push(child.pid);
+    child.once('exit', () => this.children.delete(child));
+    return child;
+  }
+
+  /** Kills every process in the lab's namespaces, then deletes the namespaces. Safe to call twice. */
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    for (const child of this.children) child.kill('SIGTERM');
+    await Promise.race([
+      Promise.all([...this.children].map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : once(c, 'exit')))),
+      new Promise((r) => setTimeout(r, 3000)),
+    ]);
+    this.destroySync();
+  }
+
+  /** Synchronous teardown (process exit path): SIGKILL whatever is left, delete namespaces. */
+  destroySync(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    live.delete(this);
+    for (const child of this.children) child.kill('SIGKILL');
+    for (const ns of [...this.namespaces].reverse()) {
+      try {
+        const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+          .split('\n').map((s) => Number(s.trim())).filter((n) => n > 0);
+        for (const pid of pids) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone already
+          }
+        }
+      } catch {
+        // namespace already gone
+      }
+      try {
+        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+      } catch {
+        // already deleted
+      }
+    }
+  }
+}
+
+/** Waits for the kernel to report carrier on a fresh veth (link-watch can take up to a second). */
+async function waitOperUp(ns: string, dev: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const json = await ip(['-n', ns, '-j', 'link', 'show', 'dev', dev]);
+    const state = (JSON.parse(json) as Array<{ operstate?: string }>)[0]?.operstate;
+    if (state === 'UP') return;
+    if (Date.now() > deadline) throw new Error(`${dev} in ${ns} did not come up within ${timeoutMs} ms (operstate ${state})`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function writeNsSysctl(ns: string, key: string, value: string): Promise<void> {
+  await run('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', `${key}=${value}`]);
+}
+
+/** Namespaces whose name starts with the prefix (for leak checks in tests). */
+export async function namespacesWithPrefix(prefix: string): Promise<string[]> {
+  const out = await ip(['netns', 'list']);
+  return out.split('\n').map((l) => l.split(' ')[0] ?? '').filter((n) => n.startsWith(prefix));
+}

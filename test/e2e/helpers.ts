@@ -1,0 +1,130 @@
+/**
+ * Shared pieces of the end-to-end tests: root/tool checks, metrics scraping,
+ * waiting helpers, leak checks. The labs themselves come from src/lab.
+ */
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import type { Lab } from '../../src/lab/lab';
+import { namespacesWithPrefix } from '../../src/lab/lab';
+
+/** Why e2e tests cannot run here, or undefined when they can. */
+export function e2eSkipReason(tools: readonly string[] = ['ip', 'ping', 'iperf3', 'curl', 'sysctl', 'ss']): string | undefined {
+  if (process.getuid === undefined || process.getuid() !== 0) return 'end-to-end tests need root (network namespaces)';
+  for (const tool of tools) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+    } catch {
+      return `end-to-end tests need ${tool}`;
+    }
+  }
+  return undefined;
+}
+
+export interface TempDir {
+  readonly path: string;
+  file(name: string, content: string): string;
+  remove(): void;
+}
+
+export function tempDir(tag: string): TempDir {
+  const dir = mkdtempSync(path.join(tmpdir(), `weft-${tag}-`));
+  return {
+    path: dir,
+    file(name, content) {
+      const p = path.join(dir, name);
+      writeFileSync(p, content);
+      return p;
+    },
+    remove() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Prometheus text -> map of `name{label="v",...}` (labels sorted) -> value. */
+export function parseMetrics(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line.trim() === '') continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$/.exec(line);
+    if (m === null) continue;
+    const labels = (m[2] ?? '')
+      .replace(/^\{|\}$/g, '')
+      .split(',')
+      .filter((s) => s !== '')
+      .sort()
+      .join(',');
+    out.set(labels === '' ? (m[1] as string) : `${m[1]}{${labels}}`, Number(m[3]));
+  }
+  return out;
+}
+
+export async function scrapeMetrics(lab: Lab, ns: string, port: number): Promise<Map<string, number>> {
+  const text = await lab.exec(ns, 'curl', ['-sf', `http://127.0.0.1:${port}/metrics`]);
+  return parseMetrics(text);
+}
+
+/** A drop counter's value (0 when absent). */
+export function dropCount(metrics: Map<string, number>, direction: string, reason: string): number {
+  return metrics.get(`weft_dropped_packets_total{direction="${direction}",reason="${reason}"}`) ?? 0;
+}
+
+export async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls until check() returns a value other than undefined, or throws after timeoutMs. */
+export async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 10_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
+    await sleep(everyMs);
+  }
+}
+
+/** Collects a child's stdout lines as they arrive. */
+export class LineCollector {
+  readonly lines: string[] = [];
+  private partial = '';
+
+  constructor(child: ChildProcess) {
+    child.stdout?.on('data', (chunk: Buffer) => {
+      this.partial += chunk.toString('utf8');
+      let nl: number;
+      while ((nl = this.partial.indexOf('\n')) >= 0) {
+        this.lines.push(this.partial.slice(0, nl));
+        this.partial = this.partial.slice(nl + 1);
+      }
+    });
+  }
+
+  json<T>(): T[] {
+    return this.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as T);
+  }
+}
+
+/** Asserts that no namespace with the lab's prefix is left. */
+export async function leftoverNamespaces(prefix: string): Promise<string[]> {
+  return namespacesWithPrefix(prefix);
+}
+
+/** The lab's spawned processes that are still alive. */
+export function leftoverProcesses(lab: Lab): number[] {
+  return lab.spawnedPids.filter((pid) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}

@@ -1,0 +1,223 @@
+/**
+ * The command line: Go-style flag normalization, the agent's help, and the
+ * real `bin/weft` for the cases that fail at configuration, before the agent
+ * creates anything (no root, no devices, no sockets, no network).
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import type { Command } from 'commander';
+
+import { buildProgram, normalizeArgv } from '../../src/cli/main';
+
+// dist/test/unit -> repository root
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+const BIN = path.join(ROOT, 'bin', 'weft');
+
+describe('normalizeArgv', () => {
+  const cases: Array<[string, string[], string[]]> = [
+    ['Go-style -name=value', ['agent', '-iface=eth0'], ['agent', '--iface=eth0']],
+    ['Go-style -name value', ['agent', '-iface', 'eth0'], ['agent', '--iface', 'eth0']],
+    ['hyphenated names', ['agent', '-net-config-path=/etc/n.json', '-iface-regex=^en.*$'],
+      ['agent', '--net-config-path=/etc/n.json', '--iface-regex=^en.*$']],
+    ['a bare Go-style boolean', ['agent', '-ip-masq'], ['agent', '--ip-masq']],
+    ['glog -v=N', ['agent', '-v=2'], ['agent', '-v', '2']],
+    ['glog --v=N', ['agent', '--v=3'], ['agent', '-v', '3']],
+    ['-v N is already fine', ['agent', '-v', '1'], ['agent', '-v', '1']],
+    ['glog --v N', ['agent', '--v', '3'], ['agent', '-v', '3']],
+    ['-v before the subcommand moves after it', ['-v=2', 'agent', '--iface', 'eth0'], ['agent', '-v', '2', '--iface', 'eth0']],
+    ['an unknown single-dash word is a value, not a flag', ['agent', '--iface-regex', '-abc'], ['agent', '--iface-regex', '-abc']],
+    ['--name value is unchanged', ['agent', '--iface', 'eth0'], ['agent', '--iface', 'eth0']],
+    ['--name=value is unchanged', ['agent', '--iface=eth0'], ['agent', '--iface=eth0']],
+    ['short help stays short', ['agent', '-h'], ['agent', '-h']],
+    ['negative numbers are values, not flags', ['agent', '--healthz-port', '-1', '--workers', '-12'],
+      ['agent', '--healthz-port', '-1', '--workers', '-12']],
+    ['everything after -- is left alone, -- included', ['agent', '-iface=a', '--', '-iface=b', '-v=2', '--'],
+      ['agent', '--iface=a', '--', '-iface=b', '-v=2', '--']],
+    ['values after = are kept verbatim', ['agent', '-peer=10.244.2.0/24=192.168.1.12:8300'],
+      ['agent', '--peer=10.244.2.0/24=192.168.1.12:8300']],
+  ];
+  for (const [what, input, expected] of cases) {
+    it(what, () => {
+      assert.deepEqual(normalizeArgv(input), expected);
+    });
+  }
+
+  it('does not modify its input', () => {
+    const input = Object.freeze(['agent', '-iface=eth0', '-v=2']);
+    normalizeArgv(input);
+    assert.deepEqual(input, ['agent', '-iface=eth0', '-v=2']);
+  });
+});
+
+function agentCommand(program: Command): Command {
+  const agent = program.commands.find((c) => c.name() === 'agent');
+  assert.ok(agent !== undefined, 'no agent subcommand');
+  return agent;
+}
+
+/** Parses `weft agent <args>` as main() does, but records the options instead of running the agent. */
+function parseAgent(args: string[]): Record<string, unknown> {
+  const program = buildProgram();
+  const agent = agentCommand(program);
+  let seen: Record<string, unknown> | undefined;
+  agent.action((options: Record<string, unknown>) => {
+    seen = options;
+  });
+  for (const c of [program, agent]) {
+    c.exitOverride();
+    c.configureOutput({ writeOut: () => undefined, writeErr: () => undefined });
+  }
+  program.parse(normalizeArgv(['agent', ...args]), { from: 'user' });
+  assert.ok(seen !== undefined, 'the agent action did not run');
+  return seen;
+}
+
+describe('buildProgram', () => {
+  it('Go-style flags reach the agent as the options they name', () => {
+    const o = parseAgent([
+      '-iface=eth0', '-iface', 'eth1', '-v=2', '-subnet=10.244.1.0/24',
+      '-peer=10.244.2.0/24=192.168.1.12', '--peer', '10.244.3.0/24=192.168.1.13:8300', '-healthz-port=9100',
+    ]);
+    assert.deepEqual(o['iface'], ['eth0', 'eth1']);
+    assert.equal(o['verbosity'], 2);
+    assert.equal(o['subnet'], '10.244.1.0/24');
+    assert.deepEqual(o['peer'], ['10.244.2.0/24=192.168.1.12', '10.244.3.0/24=192.168.1.13:8300']);
+    assert.equal(o['healthzPort'], 9100);
+  });
+
+  it('a negative number reaches the option parser as a value', () => {
+    assert.throws(() => parseAgent(['--healthz-port', '-1']), {
+      code: 'commander.invalidArgument',
+      message: "error: option '--healthz-port <port>' argument '-1' is invalid. --healthz-port must be an integer from 0 to 65535",
+    });
+  });
+
+  it('the agent has exactly the documented options, and its help lists every one of them', () => {
+    const agent = agentCommand(buildProgram());
+    assert.deepEqual(agent.options.map((o) => o.long), [
+      '--net-config-path', '--iface', '--iface-regex', '--public-ip', '--subnet', '--peer', '--peers-file',
+      '--tun-name', '--subnet-file', '--ip-masq', '--healthz-ip', '--healthz-port', '--workers', '--batch-size',
+      '--verbosity',
+    ]);
+    const help = agent.helpInformation();
+    for (const option of agent.options) {
+      assert.ok(help.includes(option.flags), `agent help does not show "${option.flags}":\n${help}`);
+      assert.ok(option.description.length > 0, `${option.flags} has no description`);
+    }
+    assert.ok(help.includes('-h, --help'));
+  });
+});
+
+// ---- the real command --------------------------------------------------------
+
+interface Run {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs bin/weft with the environment minus FLANNELD_* (those would change option defaults). */
+function weft(...args: string[]): Run {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FLANNELD_')) env[k] = v;
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env, timeout: 20_000 });
+  assert.equal(r.error, undefined, `could not run ${BIN}: ${String(r.error)}`);
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function stderrLines(r: Run): string[] {
+  return r.stderr.split('\n').filter((line) => line !== '');
+}
+
+describe('bin/weft', () => {
+  let dir = '';
+  const file = (name: string): string => path.join(dir, name);
+
+  before(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'weft-cli-test-'));
+    writeFileSync(file('bad-subnetlen.json'), JSON.stringify({ Network: '10.244.0.0/16', SubnetLen: 8, Backend: { Type: 'udp' } }));
+    writeFileSync(file('ok.json'), JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'udp' } }));
+  });
+
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('--help exits 0 and lists the subcommands', () => {
+    const r = weft('--help');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^Usage: weft /);
+    assert.match(r.stdout, /^ {2}agent \[options\]/m);
+    assert.match(r.stdout, /^ {2}demo \[options\]/m);
+  });
+
+  it('--version prints the package version', () => {
+    const r = weft('--version');
+    assert.equal(r.status, 0, r.stderr);
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    assert.equal(r.stdout.trim(), pkg.version);
+  });
+
+  it('agent --help exits 0 and lists the main options', () => {
+    const r = weft('agent', '--help');
+    assert.equal(r.status, 0, r.stderr);
+    for (const flag of ['--net-config-path <file>', '--iface <name-or-ip>', '--public-ip <ip>', '--subnet <cidr>',
+      '--peer <cidr=ip[:port]>', '--tun-name <name>']) {
+      assert.ok(r.stdout.includes(flag), `agent --help does not list ${flag}:\n${r.stdout}`);
+    }
+  });
+
+  it('agent with a missing net-conf file exits 2 and names the file', () => {
+    const missing = file('missing.json');
+    const r = weft('agent', '--net-config-path', missing, '--subnet', '10.244.1.0/24');
+    assert.equal(r.status, 2, r.stderr);
+    assert.deepEqual(stderrLines(r), [
+      `weft: cannot read the network configuration ${missing} (ENOENT); pass --net-config-path with a net-conf.json ` +
+        'such as {"Network": "10.244.0.0/16", "Backend": {"Type": "udp"}}',
+    ]);
+    assert.equal(r.stdout, '');
+  });
+
+  it('agent takes the Go-style -net-config-path=FILE too', () => {
+    const missing = file('also-missing.json');
+    const r = weft('agent', `-net-config-path=${missing}`);
+    assert.equal(r.status, 2, r.stderr);
+    assert.ok(r.stderr.includes(`cannot read the network configuration ${missing} (ENOENT)`), r.stderr);
+  });
+
+  it('agent with a net-conf whose SubnetLen is out of range exits 2 with the parser\'s message', () => {
+    const conf = file('bad-subnetlen.json');
+    const r = weft('agent', '--net-config-path', conf, '--subnet', '10.244.1.0/24');
+    assert.equal(r.status, 2, r.stderr);
+    assert.deepEqual(stderrLines(r), [
+      `weft: ${conf}: SubnetLen 8 is not allowed: it must be between 18 (Network prefix 16 + 2) and 30`,
+    ]);
+  });
+
+  it('agent without --subnet exits 2 and says what to pass', () => {
+    const r = weft('agent', '--net-config-path', file('ok.json'));
+    assert.equal(r.status, 2, r.stderr);
+    assert.deepEqual(stderrLines(r), [
+      "weft: --subnet is required in static mode: this host's subnet inside the cluster network, e.g. --subnet 10.244.1.0/24",
+    ]);
+  });
+
+  it('agent with a malformed --peer exits 2 with the peer parser\'s message', () => {
+    const r = weft('agent', '--net-config-path', file('ok.json'), '--subnet', '10.244.1.0/24', '--peer', '10.244.2.0/24');
+    assert.equal(r.status, 2, r.stderr);
+    assert.deepEqual(stderrLines(r), [
+      'weft: --peer "10.244.2.0/24" is malformed: expected CIDR=IP[:PORT], e.g. 10.244.2.0/24=192.168.1.12:8285',
+    ]);
+  });
+
+  it('an unknown subcommand exits non-zero and names it', () => {
+    const r = weft('frobnicate');
+    assert.notEqual(r.status, 0);
+    assert.notEqual(r.status, null, 'killed by a signal or timed out');
+    assert.match(r.stderr, /unknown command 'frobnicate'/);
+  });
+});
