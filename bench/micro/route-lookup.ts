@@ -21,6 +21,7 @@ import { LRUCache } from 'lru-cache';
 
 import { formatIpv4, formatPrefix, parseIpv4, prefixMask } from '../../src/net/ipv4';
 import { CompiledRoutes, RouteTable } from '../../src/routing';
+import { seededRandom } from '../../test/prng';
 
 const LOOKUPS_PER_OP = 1024;
 const HOT_DESTINATIONS = 16;
@@ -29,17 +30,6 @@ const MAX_TIME_S = Number(process.env['BENCH_MAX_TIME'] ?? '3');
 const LRU_MAX = Number(process.env['BENCH_LRU_MAX'] ?? '1024');
 const CLUSTER = parseIpv4('10.244.0.0') as number;
 
-/** mulberry32: seeded, so every run measures the same tables and destinations. */
-function makeRng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 function flannelTable(): RouteTable {
   const table = new RouteTable();
@@ -156,7 +146,7 @@ interface Row {
 }
 
 async function run(): Promise<void> {
-  const rng = makeRng(0x5eed);
+  const rng = seededRandom(0x5eed);
   const flannel = flannelTable();
   const mixed = mixedTable(rng);
   // flannel uniform: any host of the /16, including this node's own (unrouted) /24

@@ -14,18 +14,7 @@ function main(): void {
   if (port === null) throw new Error('forwarder-worker must run as a worker thread');
   const init = workerData as WorkerInit;
   const native = loadNative();
-  const forwarder = new Forwarder(native, {
-    tunFd: init.tunFd,
-    udpFd: init.udpFd,
-    tunAddress: init.tunAddress,
-    localSubnet: init.localSubnet,
-    batchSize: init.batchSize,
-    tunSlotSize: init.tunSlotSize,
-    udpSlotSize: init.udpSlotSize,
-    icmpPerSecond: init.icmpPerSecond,
-    counters: init.counters,
-    routes: init.routes,
-  });
+  const forwarder = new Forwarder(native, init);
   const post = (msg: WorkerMessage): void => port.postMessage(msg);
 
   const failOn = (what: string) => (status: number): void => {

@@ -3,22 +3,12 @@
  * (workers): typed control messages. Workers never post per-packet messages;
  * their traffic figures travel through shared counters (counters.ts).
  */
-import type { Ipv4Prefix } from '../net/ipv4';
 import type { RouteSnapshot } from '../routing';
+import type { ForwarderOptions } from './forwarder';
 
-/** Everything a worker needs at start; structured-clone friendly. */
-export interface WorkerInit {
+/** Everything a worker needs at start (its Forwarder's options); structured-clone friendly. */
+export interface WorkerInit extends ForwarderOptions {
   readonly workerIndex: number;
-  readonly tunFd: number;
-  readonly udpFd: number;
-  readonly tunAddress: number;
-  readonly localSubnet: Ipv4Prefix;
-  readonly batchSize: number;
-  readonly tunSlotSize: number;
-  readonly udpSlotSize: number;
-  readonly icmpPerSecond: number;
-  readonly counters: Float64Array;
-  readonly routes: RouteSnapshot;
 }
 
 /** main -> worker */

@@ -7,23 +7,16 @@ import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { StateError, WeftError } from '../errors';
-import type { Ipv4Prefix } from '../net/ipv4';
 import type { RouteSnapshot } from '../routing';
 import { newCounterBlock, sumCounters } from './counters';
+import type { ForwarderOptions } from './forwarder';
 import type { ControlMessage, WorkerInit, WorkerMessage } from './messages';
 
-export interface PoolOptions {
+/** Every worker's Forwarder options, except what the pool assigns per worker. */
+export interface PoolOptions extends Omit<ForwarderOptions, 'tunFd' | 'counters'> {
   /** One TUN descriptor per worker (multi-queue), or one shared by all. */
   readonly tunFds: readonly number[];
-  readonly udpFd: number;
   readonly workers: number;
-  readonly tunAddress: number;
-  readonly localSubnet: Ipv4Prefix;
-  readonly batchSize: number;
-  readonly tunSlotSize: number;
-  readonly udpSlotSize: number;
-  readonly icmpPerSecond: number;
-  readonly routes: RouteSnapshot;
 }
 
 /** A worker died or reported an error; the agent should stop. */
@@ -60,18 +53,12 @@ export class ForwarderPool extends EventEmitter {
     const ready: Promise<void>[] = [];
     for (let i = 0; i < options.workers; i++) {
       const counters = newCounterBlock();
+      const { tunFds, workers, ...shared } = options;
       const init: WorkerInit = {
+        ...shared,
         workerIndex: i,
-        tunFd: options.tunFds[i % options.tunFds.length] as number,
-        udpFd: options.udpFd,
-        tunAddress: options.tunAddress,
-        localSubnet: options.localSubnet,
-        batchSize: options.batchSize,
-        tunSlotSize: options.tunSlotSize,
-        udpSlotSize: options.udpSlotSize,
-        icmpPerSecond: options.icmpPerSecond,
+        tunFd: tunFds[i % tunFds.length] as number,
         counters,
-        routes: options.routes,
       };
       const worker = new Worker(WORKER_FILE, { workerData: init, name: `weft-forwarder-${i}` });
       const member: Member = { worker, counters, routesVersion: options.routes.version, stopped: false, exited: false };

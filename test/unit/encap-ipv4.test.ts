@@ -16,21 +16,12 @@ import {
   writeIpv4Header,
 } from '../../src/encap';
 import { parseIpv4 } from '../../src/net/ipv4';
+import { seededRandom } from '../prng';
 
 // ---- test-local helpers (independent of src/encap) ----
 
 const SEED = Number(process.env['WEFT_TEST_SEED'] ?? 0x5eed0004) >>> 0;
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 function addr(text: string): number {
   const a = parseIpv4(text);
@@ -337,7 +328,7 @@ test('writeIpv4Header: omitted tos, id and flags are 0', () => {
 });
 
 test(`writeIpv4Header / parseIpv4Header round trip on random fields (seed ${SEED})`, () => {
-  const rand = prng(SEED);
+  const rand = seededRandom(SEED);
   for (let iter = 0; iter < 1000; iter++) {
     const fields = {
       tos: rand() & 0xff,

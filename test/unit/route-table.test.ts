@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { ConfigError, StateError } from '../../src/errors';
 import { formatIpv4, formatPrefix, parseCidr, parseIpv4, prefixMask, type Ipv4Prefix } from '../../src/net/ipv4';
 import { CompiledRoutes, RouteTable, type Peer, type RouteSnapshot } from '../../src/routing';
+import { seededRandom } from '../prng';
 
 function cidr(text: string): Ipv4Prefix {
   const parsed = parseCidr(text);
@@ -308,17 +309,6 @@ describe('snapshots', () => {
 // ---------------------------------------------------------------------------
 // Differential test: RouteTable and CompiledRoutes against a naive list.
 
-/** mulberry32: a small seeded PRNG, uniform u32 values. */
-function makeRng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
 
 interface NaiveRoute {
   network: number;
@@ -382,7 +372,7 @@ function tableText(table: RouteTable, dst: number): string {
 }
 
 function runDifferential(seed: number, operations: number): void {
-  const rng = makeRng(seed);
+  const rng = seededRandom(seed);
   const below = (n: number): number => rng() % n;
   const table = new RouteTable();
   const naive = new NaiveRoutes();

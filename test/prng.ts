@@ -1,0 +1,14 @@
+/**
+ * mulberry32: a small seeded PRNG returning unsigned 32-bit integers, shared by
+ * the randomized tests and the micro-benchmarks so that a seed reproduces a run.
+ */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+}
