@@ -11,11 +11,10 @@
  * back on start so that a node asks for the subnet it had before.
  */
 
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rm, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { readFile, unlink } from 'node:fs/promises';
 
 import { ConfigError, toSysError } from '../errors';
+import { writeFileAtomic } from '../sys/atomic-file';
 import { formatIpv4, formatPrefix, parseCidr, prefixMask, type Ipv4Prefix } from '../net/ipv4';
 import { MAX_MTU_BYTES, MIN_MTU_BYTES } from './net-config';
 
@@ -61,47 +60,16 @@ export function formatSubnetEnv(values: SubnetEnvValues): string {
 }
 
 /**
- * Writes the file atomically: creates the parent directory (0755) if needed,
- * writes and fsyncs `.<name>.<random>.tmp` beside it (mode 0644), renames it
- * over `path`, then fsyncs the directory. On failure the temp file is removed
- * and the old file, if any, is left as it was.
+ * Writes the file atomically (src/sys/atomic-file.ts): creates the parent
+ * directory (0755) if needed, mode 0644 whatever the umask. On failure the old
+ * file, if any, is left as it was.
  */
 export async function writeSubnetEnv(path: string, values: SubnetEnvValues): Promise<void> {
   const text = formatSubnetEnv(values);
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  let handle: FileHandle | undefined;
-  let tmpExists = false;
   try {
-    await mkdir(dir, { recursive: true, mode: SUBNET_DIR_MODE });
-    handle = await open(tmp, 'wx', SUBNET_FILE_MODE);
-    tmpExists = true;
-    await handle.writeFile(text, 'utf8');
-    await handle.chmod(SUBNET_FILE_MODE); // independent of the umask
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-    await rename(tmp, path);
-    tmpExists = false;
-    await syncDirectory(dir);
+    await writeFileAtomic(path, text, { mode: SUBNET_FILE_MODE, dirMode: SUBNET_DIR_MODE });
   } catch (err) {
-    if (handle !== undefined) await handle.close().catch(() => undefined);
-    if (tmpExists) await rm(tmp, { force: true }).catch(() => undefined);
-    const hint = 'check --subnet-file and the permissions of its directory';
-    throw toSysError(err, `cannot write the subnet file ${path}`, hint);
-  }
-}
-
-/** fsync a directory so that a rename in it is durable; filesystems that cannot do it are skipped. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EISDIR') throw err;
-  } finally {
-    await handle.close();
+    throw toSysError(err, `cannot write the subnet file ${path}`, 'check --subnet-file and the permissions of its directory');
   }
 }
 
