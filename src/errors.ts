@@ -99,6 +99,13 @@ export class LeaseError extends WeftError {
   }
 }
 
+/** This host's own lease is gone (deleted, expired, or now held by another host). */
+export class LeaseLostError extends LeaseError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
 /** An object was used in the wrong state (e.g. started twice). A bug, not user input. */
 export class StateError extends WeftError {
   constructor(message: string) {
