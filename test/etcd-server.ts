@@ -1,0 +1,242 @@
+/**
+ * A real single-member etcd for tests: free ports, a temporary data dir, a
+ * readiness wait, and a stop that always cleans up. Works on the host or inside
+ * a network namespace (commandPrefix ['ip', 'netns', 'exec', ns]); etcdctl runs
+ * through the same prefix.
+ *
+ *   const etcd = await EtcdServer.start();            // 127.0.0.1, free ports
+ *   await etcd.etcdctl(['put', '/k', 'v']);
+ *   await etcd.stop();                                // SIGTERM, then SIGKILL; data dir removed
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+
+export const ETCD_BINARY = '/usr/bin/etcd';
+export const ETCDCTL_BINARY = '/usr/bin/etcdctl';
+
+/** Why etcd tests cannot run here, or undefined when they can. */
+export function etcdSkipReason(): string | undefined {
+  for (const bin of [ETCD_BINARY, ETCDCTL_BINARY]) {
+    if (!existsSync(bin)) return `${bin} is missing (install the Debian packages etcd-server and etcd-client)`;
+  }
+  return undefined;
+}
+
+export interface EtcdServerOptions {
+  /** Address etcd listens on and advertises (default 127.0.0.1). */
+  readonly host?: string;
+  /** Runs etcd and etcdctl through this, e.g. ['ip', 'netns', 'exec', 'weft-a']. */
+  readonly commandPrefix?: readonly string[];
+  /**
+   * Ports; free ones are picked when absent, by binding port 0 on `host` (or on
+   * 127.0.0.1 with a command prefix: a fresh namespace has every port free).
+   */
+  readonly clientPort?: number;
+  readonly peerPort?: number;
+  readonly name?: string;
+  /** How long start() waits for etcd to answer (default 20 s). */
+  readonly startTimeoutMs?: number;
+}
+
+const LOG_TAIL_BYTES = 8192;
+const STOP_GRACE_MS = 5_000;
+
+/** Every server still running, killed on process exit if a test forgot (or crashed). */
+const running = new Set<EtcdServer>();
+process.on('exit', () => {
+  for (const server of running) server.killNowSync();
+});
+
+export class EtcdServer {
+  readonly host: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly name: string;
+  readonly dataDir: string;
+  readonly commandPrefix: readonly string[];
+  private readonly startTimeoutMs: number;
+  private child: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+  private logTail = '';
+  private removed = false;
+
+  private constructor(options: EtcdServerOptions, clientPort: number, peerPort: number) {
+    this.host = options.host ?? '127.0.0.1';
+    this.commandPrefix = options.commandPrefix ?? [];
+    this.clientPort = clientPort;
+    this.peerPort = peerPort;
+    this.name = options.name ?? 'weft-test';
+    this.startTimeoutMs = options.startTimeoutMs ?? 20_000;
+    this.dataDir = mkdtempSync(path.join(tmpdir(), 'weft-etcd-'));
+  }
+
+  static async start(options: EtcdServerOptions = {}): Promise<EtcdServer> {
+    const bindHost = (options.commandPrefix ?? []).length > 0 ? '127.0.0.1' : (options.host ?? '127.0.0.1');
+    const clientPort = options.clientPort ?? (await freePort(bindHost));
+    let peerPort = options.peerPort ?? (await freePort(bindHost));
+    while (peerPort === clientPort) peerPort = await freePort(bindHost);
+    const server = new EtcdServer(options, clientPort, peerPort);
+    try {
+      await server.launch();
+    } catch (err) {
+      await server.stop();
+      throw err;
+    }
+    return server;
+  }
+
+  /** Client URL, e.g. http://127.0.0.1:23790. */
+  get endpoint(): string {
+    return `http://${urlHost(this.host)}:${this.clientPort}`;
+  }
+
+  get endpoints(): string[] {
+    return [this.endpoint];
+  }
+
+  get peerUrl(): string {
+    return `http://${urlHost(this.host)}:${this.peerPort}`;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** Runs etcdctl (API v3) against this server; resolves with stdout, rejects with stderr in the message. */
+  async etcdctl(args: readonly string[], timeoutMs = 10_000): Promise<string> {
+    const argv = [...this.commandPrefix, 'env', 'ETCDCTL_API=3', ETCDCTL_BINARY, `--endpoints=${this.endpoint}`, '--dial-timeout=2s', ...args];
+    return await new Promise((resolve, reject) => {
+      execFile(argv[0] as string, argv.slice(1), { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+        if (err !== null) reject(new Error(`etcdctl ${args.join(' ')} failed: ${err.message}${stderr === '' ? '' : `: ${stderr.trim()}`}`));
+        else resolve(stdout);
+      });
+    });
+  }
+
+  /** The current store revision (from `etcdctl endpoint status`). */
+  async revision(): Promise<number> {
+    const out = JSON.parse(await this.etcdctl(['endpoint', 'status', '-w', 'json'])) as { Status: { header: { revision: number } } }[];
+    return Number(out[0]?.Status.header.revision);
+  }
+
+  /** Kills etcd at once (SIGKILL) and keeps the data dir, for restart(). */
+  async kill(): Promise<void> {
+    this.child?.kill('SIGKILL');
+    await this.exited;
+  }
+
+  /** Starts etcd again on the same ports and data dir (after kill()). */
+  async restart(): Promise<void> {
+    if (this.child !== undefined) throw new Error('etcd is still running: kill() it first');
+    await this.launch();
+  }
+
+  /** SIGSTOP / SIGCONT: etcd keeps its sockets but stops answering. */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
+  /** SIGTERM, SIGKILL after 5 s, then removes the data dir. Safe to call twice. */
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (child !== undefined) {
+      child.kill('SIGCONT');
+      child.kill('SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.exited, new Promise<void>((r) => (timer = setTimeout(r, STOP_GRACE_MS)))]);
+      clearTimeout(timer);
+      if (this.child !== undefined) {
+        this.child.kill('SIGKILL');
+        await this.exited;
+      }
+    }
+    this.removeDataDir();
+    running.delete(this);
+  }
+
+  /** For the exit hook: no waiting possible there. */
+  killNowSync(): void {
+    this.child?.kill('SIGKILL');
+    this.removeDataDir();
+  }
+
+  /** The last lines etcd wrote, for failure messages. */
+  get log(): string {
+    return this.logTail;
+  }
+
+  private removeDataDir(): void {
+    if (this.removed) return;
+    this.removed = true;
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  private async launch(): Promise<void> {
+    const args = [
+      `--name=${this.name}`,
+      `--data-dir=${this.dataDir}`,
+      `--listen-client-urls=${this.endpoint}`,
+      `--advertise-client-urls=${this.endpoint}`,
+      `--listen-peer-urls=${this.peerUrl}`,
+      `--initial-advertise-peer-urls=${this.peerUrl}`,
+      `--initial-cluster=${this.name}=${this.peerUrl}`,
+      '--initial-cluster-state=new',
+      '--logger=zap',
+      '--log-outputs=stderr',
+      '--log-level=warn',
+    ];
+    const argv = [...this.commandPrefix, ETCD_BINARY, ...args];
+    const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    running.add(this);
+    const keep = (chunk: Buffer): void => {
+      this.logTail = (this.logTail + chunk.toString('utf8')).slice(-LOG_TAIL_BYTES);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    let exitInfo: string | undefined;
+    this.exited = new Promise<void>((resolve) => {
+      child.once('exit', (code, signal) => {
+        exitInfo = signal === null ? `exit code ${code}` : `signal ${signal}`;
+        if (this.child === child) this.child = undefined;
+        resolve();
+      });
+    });
+    child.once('error', (err) => keep(Buffer.from(`spawn failed: ${err.message}\n`)));
+    const deadline = Date.now() + this.startTimeoutMs;
+    for (;;) {
+      if (exitInfo !== undefined) throw new Error(`etcd exited during start-up (${exitInfo}):\n${this.logTail}`);
+      try {
+        await this.etcdctl(['endpoint', 'health'], 3_000);
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`etcd did not become healthy within ${this.startTimeoutMs} ms: ${(err as Error).message}\n${this.logTail}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** A port nobody listens on right now (bind port 0, read it, close). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
