@@ -10,6 +10,8 @@ import * as path from 'node:path';
 import { WeftError } from '../errors';
 import { Lab, LAB_NETWORK } from '../lab/lab';
 import { LabAgent } from '../lab/lab-agent';
+import { formatIpv4, formatPrefix } from '../net/ipv4';
+import { readSubnetEnv } from '../subnet/subnet-env';
 import { run } from '../sys/exec';
 
 export interface DemoOptions {
@@ -26,7 +28,7 @@ async function requireTools(): Promise<void> {
     throw new WeftError('WEFT_ERR_USAGE', 'weft demo builds network namespaces and needs root: run it with sudo');
   }
   const missing: string[] = [];
-  for (const [tool, pkg] of [['ip', 'iproute2'], ['ping', 'iputils-ping'], ['iperf3', 'iperf3'], ['sysctl', 'procps']] as const) {
+  for (const [tool, pkg] of [['ip', 'iproute2'], ['ping', 'iputils-ping'], ['iperf3', 'iperf3'], ['sysctl', 'procps'], ['curl', 'curl'], ['iptables', 'iptables']] as const) {
     try {
       await run('sh', ['-c', `command -v ${tool}`]);
     } catch {
@@ -50,25 +52,31 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    lab = await Lab.create({ hosts: 2, underlay: 'veth' }, (line) => say(`  building ${line}`));
+    lab = await Lab.create({ hosts: 2, underlay: 'veth', pods: false }, (line) => say(`  building ${line}`));
     const netConf = path.join(dir, 'net-conf.json');
     await writeFile(netConf, JSON.stringify({ Network: LAB_NETWORK, Backend: { Type: 'udp', Port: 8285 } }, null, 2));
     say(`net-conf.json: Network ${LAB_NETWORK}, Backend udp port 8285`);
+    const leaseFile = path.join(lab.dir, 'leases.json');
+    say(`lease store: the embedded one, ${leaseFile} (use --etcd-endpoints for etcd)`);
 
-    const [h1, h2] = [lab.host(1), lab.host(2)];
-    for (const [me, other] of [[h1, h2], [h2, h1]] as const) {
-      say(`starting weft agent on host ${me.index}: subnet ${me.podSubnet}, peer ${other.podSubnet} at ${other.underlayIp}:8285`);
-      const agent = new LabAgent(lab, me.ns, [
-        '--net-config-path', netConf, '--iface', 'eth0', '--subnet', me.podSubnet,
-        '--peer', `${other.podSubnet}=${other.underlayIp}`,
+    for (const h of lab.hosts) {
+      say(`starting weft agent on host ${h.index} (${h.underlayIp}): it leases a subnet, then learns the other host's lease`);
+      const agent = new LabAgent(lab, h.ns, [
+        '--net-config-path', netConf, '--iface', 'eth0', '--lease-file', leaseFile,
         '--healthz-ip', '127.0.0.1', '--healthz-port', '9901',
       ]);
       agents.push(agent);
       await agent.waitReady();
+      const env = await readSubnetEnv(agent.subnetFile);
+      if (env === undefined) throw new Error(`agent on host ${h.index} wrote no subnet file`);
+      say(`  host ${h.index} leased ${formatPrefix(env.subnet)}; subnet.env: FLANNEL_SUBNET=${formatIpv4(env.address)}/${env.subnet.length} FLANNEL_MTU=${env.mtu}`);
+      await lab.addPod(h.index, formatPrefix(env.subnet), env.mtu, (line) => say(`  like the CNI plugin: ${line}`));
     }
+    const [h1, h2] = [lab.host(1), lab.host(2)];
+    await eventuallyRoutes(lab, h1.ns, 1);
+    say(`host 1's routes (from /routes): ${await lab.exec(h1.ns, 'curl', ['-s', 'http://127.0.0.1:9901/routes'])}`.trim());
     const pod1 = h1.podNs as string;
     const pod2 = h2.podNs as string;
-    say(`host 1 routes: ${(await lab.exec(h1.ns, 'ip', ['route', 'show', 'dev', 'flannel.0'])).trim()}`);
 
     say(`\n-- ping pod ${h1.podIp} (host 1) -> pod ${h2.podIp} (host 2) --`);
     const ping = await lab.exec(pod1, 'ping', ['-c', '4', '-i', '0.2', '-W', '2', h2.podIp], { timeoutMs: 15_000 });
@@ -106,6 +114,17 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     process.off('SIGTERM', onSignal);
     say('done: nothing left behind.');
   }
+}
+
+/** Waits until the agent in `ns` has `count` routes (the other hosts' leases arrived). */
+async function eventuallyRoutes(lab: Lab, ns: string, count: number, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const out = await lab.exec(ns, 'curl', ['-s', 'http://127.0.0.1:9901/routes']).catch(() => '[]');
+    if ((JSON.parse(out) as unknown[]).length >= count) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`the agent in ${ns} did not learn ${count} route(s) within ${timeoutMs} ms`);
 }
 
 /** Waits until something listens on a TCP port inside a namespace (iperf3 server start-up). */

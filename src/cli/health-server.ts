@@ -3,18 +3,22 @@
  *   /healthz  200 while the agent runs
  *   /readyz   200 once routes are in place and subnet.env is written, 503 before
  *   /metrics  Prometheus text: the data plane's counters (prom-client)
+ *   /routes   JSON: the peer routes in the data plane [{subnet, publicIp, port}]
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter as PromCounter, Gauge, Registry } from 'prom-client';
+import type { PeerLease } from '../backend/backend';
 import { toSysError } from '../errors';
+import { formatIpv4, formatPrefix } from '../net/ipv4';
 import { COUNTER_COUNT, COUNTER_INFO, type CounterInfo } from '../workers/counters';
 
 export interface HealthSource {
   isReady(): boolean;
   /** Each worker's counter block. */
   counterBlocks(): readonly Float64Array[];
-  routeCount(): number;
+  /** The routes in the data plane now. */
+  routes(): readonly PeerLease[];
 }
 
 export function buildRegistry(source: HealthSource): Registry {
@@ -49,7 +53,7 @@ export function buildRegistry(source: HealthSource): Registry {
     help: 'Peer routes installed in the data plane',
     registers: [registry],
     collect() {
-      routes.set(source.routeCount());
+      routes.set(source.routes().length);
     },
   });
   return registry;
@@ -76,6 +80,9 @@ export class HealthServer {
           (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
           (err: Error) => res.writeHead(500).end(`${err.message}\n`),
         );
+      } else if (path === '/routes') {
+        const body = source.routes().map((r) => ({ subnet: formatPrefix(r.subnet), publicIp: formatIpv4(r.publicIp), port: r.port }));
+        res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(body)}\n`);
       } else {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       }

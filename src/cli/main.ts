@@ -6,27 +6,13 @@
  * flanneld's flags are written Go-style (`-iface=eth0`, `--iface eth0`,
  * `-v=2`); all of those forms are accepted.
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { WeftError } from '../errors';
-import { createLogger } from '../log';
-import { AGENT_DEFAULTS, runAgent, type AgentOptions } from './agent';
+import { addAgentCommand, intIn } from './agent-command';
 import { runDemo } from './demo';
 
-const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
-function intIn(name: string, min: number, max: number) {
-  return (value: string): number => {
-    const n = /^-?\d+$/.test(value) ? Number(value) : NaN;
-    if (!(n >= min && n <= max)) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
-    return n;
-  };
-}
 
-function parseBool(value: string): boolean {
-  if (/^(true|1|yes)$/i.test(value)) return true;
-  if (/^(false|0|no)$/i.test(value)) return false;
-  throw new InvalidArgumentError('expected true or false');
-}
 
 /** Long option names of every subcommand (without dashes), for normalizeArgv. */
 function knownLongOptions(): Set<string> {
@@ -92,60 +78,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .configureHelp({ sortOptions: false });
 
-  program
-    .command('agent')
-    .description(
-      'Run one host of the overlay. Static mode: name this host\'s subnet with --subnet and the other ' +
-        'hosts with --peer (repeatable) or --peers-file. Stops cleanly on SIGINT/SIGTERM and removes ' +
-        'everything it created (TUN device, address, route).',
-    )
-    .addOption(new Option('--net-config-path <file>', 'net-conf.json with Network and Backend ({"Type":"udp","Port":8285})')
-      .default(AGENT_DEFAULTS.netConfigPath).env('FLANNELD_NET_CONFIG_PATH'))
-    .addOption(new Option('--iface <name-or-ip>', 'underlay interface (name or address; repeatable, first match wins; default: the default route\'s interface)')
-      .argParser(collect).default([]))
-    .addOption(new Option('--iface-regex <regex>', 'underlay interface by regular expression on name or address (repeatable)')
-      .argParser(collect).default([]))
-    .addOption(new Option('--public-ip <ip>', 'address other hosts send to (default: the underlay interface\'s address)')
-      .env('FLANNELD_PUBLIC_IP'))
-    .addOption(new Option('--subnet <cidr>', "this host's subnet (lease) inside Network, e.g. 10.244.1.0/24"))
-    .addOption(new Option('--peer <cidr=ip[:port]>', "another host: its subnet and underlay address (repeatable; port defaults to Backend.Port)")
-      .argParser(collect).default([]))
-    .addOption(new Option('--peers-file <file>', 'file of peer lines CIDR=IP[:PORT]; re-read when it changes or on SIGHUP'))
-    .addOption(new Option('--tun-name <name>', 'TUN device name (flannel itself uses flannel0)').default(AGENT_DEFAULTS.tunName))
-    .addOption(new Option('--subnet-file <file>', 'write flannel\'s subnet.env here (off in static mode unless given)')
-      .env('FLANNELD_SUBNET_FILE'))
-    .addOption(new Option('--ip-masq [bool]', 'value of FLANNEL_IPMASQ in the subnet file').argParser(parseBool).default(false)
-      .preset(true).env('FLANNELD_IP_MASQ'))
-    .addOption(new Option('--healthz-ip <ip>', 'address for /healthz, /readyz and /metrics').default(AGENT_DEFAULTS.healthzIp)
-      .env('FLANNELD_HEALTHZ_IP'))
-    .addOption(new Option('--healthz-port <port>', 'port for /healthz, /readyz and /metrics (0 = off)')
-      .argParser(intIn('--healthz-port', 0, 65535)).default(AGENT_DEFAULTS.healthzPort).env('FLANNELD_HEALTHZ_PORT'))
-    .addOption(new Option('--workers <n>', 'data-plane worker threads (one TUN queue each)')
-      .argParser(intIn('--workers', 1, 64)).default(AGENT_DEFAULTS.workers))
-    .addOption(new Option('--batch-size <n>', 'packets per system call batch')
-      .argParser(intIn('--batch-size', 1, 1024)).default(AGENT_DEFAULTS.batchSize))
-    .addOption(new Option('-v, --verbosity <level>', 'log verbosity: 0 info, 1 debug, 2 trace (flanneld: -v=N)')
-      .argParser(intIn('-v', 0, 10)).default(0))
-    .action(async (o: Record<string, unknown>) => {
-      const log = createLogger(o['verbosity'] as number);
-      const options: AgentOptions = {
-        netConfigPath: o['netConfigPath'] as string,
-        iface: o['iface'] as string[],
-        ifaceRegex: o['ifaceRegex'] as string[],
-        publicIp: o['publicIp'] as string | undefined,
-        subnet: o['subnet'] as string | undefined,
-        peers: o['peer'] as string[],
-        peersFile: o['peersFile'] as string | undefined,
-        tunName: o['tunName'] as string,
-        subnetFile: o['subnetFile'] as string | undefined,
-        ipMasq: o['ipMasq'] as boolean,
-        healthzIp: o['healthzIp'] as string,
-        healthzPort: o['healthzPort'] as number,
-        workers: o['workers'] as number,
-        batchSize: o['batchSize'] as number,
-      };
-      process.exitCode = await runAgent(options, log);
-    });
+  addAgentCommand(program);
 
   program
     .command('demo')

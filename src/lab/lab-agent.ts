@@ -22,12 +22,25 @@ export class LabAgent {
   readonly child: ChildProcess;
   readonly records: LogRecord[] = [];
   readonly rawLines: string[] = [];
+  /** The subnet.env this agent writes. */
+  readonly subnetFile: string;
   private waiters: Array<() => void> = [];
   private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
 
+  /**
+   * Starts `weft agent args...` in namespace `ns`. Files an agent would write
+   * on the host default to the lab's own directory: --subnet-file
+   * (<dir>/<ns>.subnet.env) and, without etcd, --lease-file (<dir>/leases.json,
+   * shared by the lab's agents).
+   */
   constructor(lab: Lab, ns: string, args: readonly string[]) {
     this.ns = ns;
-    this.child = lab.spawn(ns, process.execPath, [WEFT_BIN, 'agent', ...args]);
+    const extra: string[] = [];
+    const given = args.indexOf('--subnet-file');
+    this.subnetFile = given >= 0 ? (args[given + 1] as string) : path.join(lab.dir, `${ns}.subnet.env`);
+    if (given < 0) extra.push('--subnet-file', this.subnetFile);
+    if (!args.includes('--lease-file') && !args.includes('--etcd-endpoints')) extra.push('--lease-file', path.join(lab.dir, 'leases.json'));
+    this.child = lab.spawn(ns, process.execPath, [WEFT_BIN, 'agent', ...args, ...extra]);
     let buffered = '';
     const onData = (chunk: Buffer): void => {
       buffered += chunk.toString('utf8');

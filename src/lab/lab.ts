@@ -4,9 +4,10 @@
  *
  * Layout for a lab with prefix P and hosts 1..n:
  *   P-u             the underlay "switch" (a bridge), when underlay = 'bridge'
- *   P-h<i>          host i: underlay interface `eth0` = 192.168.77.<i>/24,
- *                   bridge `cni0` = 10.244.<i>.1/24, ip_forward on
- *   P-p<i>          pod behind host i: `eth0` = 10.244.<i>.2/24, default via .1
+ *   P-h<i>          host i: underlay interface `eth0` = 192.168.77.<i>/24, ip_forward on
+ *   P-p<i>          pod behind host i (addPod): `eth0` = subnet+2, default via
+ *                   the host's bridge `cni0` = subnet+1 (10.244.<i>.0/24 unless
+ *                   the pod follows a lease)
  * With underlay = 'veth' (two hosts only) the hosts' eth0 are the two ends of
  * one veth pair: nothing in between, the fastest underlay for benchmarks.
  *
@@ -18,7 +19,11 @@
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { once } from 'node:events';
+import { formatIpv4, formatPrefix, parseCidr } from '../net/ipv4';
 import { ip, run, runResult, type RunOptions, type RunResult } from '../sys/exec';
 
 export interface LabOptions {
@@ -30,7 +35,7 @@ export interface LabOptions {
   readonly underlayMtu?: number;
   /** MTU given to pods' interfaces and cni0 (what the CNI would take from FLANNEL_MTU). */
   readonly podMtu?: number;
-  /** Create a pod namespace behind each host (default true). */
+  /** Create a pod behind each host in 10.244.<i>.0/24 (default true); otherwise use addPod. */
   readonly pods?: boolean;
   /** Extra bare namespaces on the underlay (e.g. a foreign peer): names and underlay host numbers. */
   readonly extraUnderlayNodes?: readonly { readonly tag: string; readonly hostNumber: number }[];
@@ -40,10 +45,11 @@ export interface LabHost {
   readonly index: number;
   readonly ns: string;
   readonly underlayIp: string;
-  readonly podNs: string | undefined;
-  readonly podIp: string;
-  readonly podSubnet: string;
-  readonly gatewayIp: string;
+  /** The pod behind this host, once there is one (created with the lab, or by addPod). */
+  podNs: string | undefined;
+  podIp: string;
+  podSubnet: string;
+  gatewayIp: string;
 }
 
 export const LAB_NETWORK = '10.244.0.0/16';
@@ -71,6 +77,8 @@ export class Lab {
   readonly extraNodes: ReadonlyMap<string, { ns: string; ip: string }>;
   private readonly namespaces: string[] = [];
   private readonly children = new Set<ChildProcess>();
+  /** A private directory for the lab's files (agents' subnet files, lease store); removed by destroy(). */
+  readonly dir: string;
   /** Every process this lab ever started (for leak checks). */
   readonly spawnedPids: number[] = [];
   private destroyed = false;
@@ -81,6 +89,7 @@ export class Lab {
     this.hosts = hosts;
     this.underlayNs = underlayNs;
     this.extraNodes = extra;
+    this.dir = mkdtempSync(path.join(tmpdir(), `${prefix}-`));
   }
 
   static async create(options: LabOptions, progress: (line: string) => void = () => undefined): Promise<Lab> {
@@ -97,10 +106,10 @@ export class Lab {
         index: i,
         ns: `${prefix}-h${i}`,
         underlayIp: `${UNDERLAY_PREFIX}.${i}`,
-        podNs: withPods ? `${prefix}-p${i}` : undefined,
-        podIp: `10.244.${i}.2`,
-        podSubnet: `10.244.${i}.0/24`,
-        gatewayIp: `10.244.${i}.1`,
+        podNs: undefined,
+        podIp: '',
+        podSubnet: '',
+        gatewayIp: '',
       });
     }
     const extra = new Map<string, { ns: string; ip: string }>();
@@ -111,7 +120,10 @@ export class Lab {
     live.add(lab);
     installExitHook();
     try {
-      await lab.build(underlay, mtu, options.podMtu ?? mtu - 28, progress);
+      await lab.build(underlay, mtu, progress);
+      if (withPods) {
+        for (const h of hosts) await lab.addPod(h.index, `10.244.${h.index}.0/24`, options.podMtu ?? mtu - 28, progress);
+      }
     } catch (err) {
       await lab.destroy();
       throw err;
@@ -125,7 +137,7 @@ export class Lab {
     await ip(['-n', name, 'link', 'set', 'lo', 'up']);
   }
 
-  private async build(underlay: 'bridge' | 'veth', mtu: number, podMtu: number, progress: (l: string) => void): Promise<void> {
+  private async build(underlay: 'bridge' | 'veth', mtu: number, progress: (l: string) => void): Promise<void> {
     if (this.underlayNs !== undefined) {
       progress(`underlay switch: namespace ${this.underlayNs}, bridge br0`);
       await this.addNs(this.underlayNs);
@@ -159,20 +171,38 @@ export class Lab {
       await ip(['-n', node.ns, 'link', 'set', 'eth0', 'up']);
     }
     for (const node of underlayNodes) await waitOperUp(node.ns, 'eth0');
-    for (const h of this.hosts) {
-      if (h.podNs === undefined) continue;
-      progress(`pod ${h.index}: namespace ${h.podNs}, eth0 ${h.podIp}/24 behind bridge cni0 ${h.gatewayIp} on host ${h.index}, MTU ${podMtu}`);
-      await this.addNs(h.podNs);
-      await ip(['-n', h.ns, 'link', 'add', 'cni0', 'mtu', String(podMtu), 'type', 'bridge']);
-      await ip(['-n', h.ns, 'addr', 'add', `${h.gatewayIp}/24`, 'dev', 'cni0']);
-      await ip(['-n', h.ns, 'link', 'set', 'cni0', 'up']);
-      await ip(['-n', h.ns, 'link', 'add', 'vpod', 'mtu', String(podMtu), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', h.podNs, 'mtu', String(podMtu)]);
-      await ip(['-n', h.ns, 'link', 'set', 'vpod', 'master', 'cni0', 'up']);
-      await ip(['-n', h.podNs, 'addr', 'add', `${h.podIp}/24`, 'dev', 'eth0']);
-      await ip(['-n', h.podNs, 'link', 'set', 'eth0', 'up']);
-      await ip(['-n', h.podNs, 'route', 'add', 'default', 'via', h.gatewayIp]);
-    }
-    for (const h of this.hosts) if (h.podNs !== undefined) await waitOperUp(h.podNs, 'eth0');
+  }
+
+  /**
+   * Puts a pod behind host `index` in `subnet` (a /24 or other prefix), as the
+   * flannel CNI plugin would from subnet.env: bridge cni0 = subnet+1 on the
+   * host, the pod's eth0 = subnet+2 with a default route via cni0, MTU `mtu`.
+   */
+  async addPod(index: number, subnet: string, mtu: number, progress: (l: string) => void = () => undefined): Promise<LabHost> {
+    const h = this.host(index);
+    if (h.podNs !== undefined) throw new Error(`host ${index} already has a pod`);
+    const cidr = parseCidr(subnet);
+    if (cidr === undefined) throw new Error(`addPod: ${subnet} is not a CIDR`);
+    const len = cidr.prefix.length;
+    const podNs = `${this.prefix}-p${index}`;
+    const gateway = formatIpv4(cidr.prefix.network + 1);
+    const podIp = formatIpv4(cidr.prefix.network + 2);
+    progress(`pod ${index}: namespace ${podNs}, eth0 ${podIp}/${len} behind bridge cni0 ${gateway} on host ${index}, MTU ${mtu}`);
+    await this.addNs(podNs);
+    await ip(['-n', h.ns, 'link', 'add', 'cni0', 'mtu', String(mtu), 'type', 'bridge']);
+    await ip(['-n', h.ns, 'addr', 'add', `${gateway}/${len}`, 'dev', 'cni0']);
+    await ip(['-n', h.ns, 'link', 'set', 'cni0', 'up']);
+    await ip(['-n', h.ns, 'link', 'add', 'vpod', 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', 'eth0', 'netns', podNs, 'mtu', String(mtu)]);
+    await ip(['-n', h.ns, 'link', 'set', 'vpod', 'master', 'cni0', 'up']);
+    await ip(['-n', podNs, 'addr', 'add', `${podIp}/${len}`, 'dev', 'eth0']);
+    await ip(['-n', podNs, 'link', 'set', 'eth0', 'up']);
+    await ip(['-n', podNs, 'route', 'add', 'default', 'via', gateway]);
+    await waitOperUp(podNs, 'eth0');
+    h.podNs = podNs;
+    h.podIp = podIp;
+    h.podSubnet = formatPrefix(cidr.prefix);
+    h.gatewayIp = gateway;
+    return h;
   }
 
   host(i: number): LabHost {
@@ -240,6 +270,7 @@ export class Lab {
         // already deleted
       }
     }
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 

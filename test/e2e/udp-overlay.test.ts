@@ -284,6 +284,7 @@ describe('udp overlay: two hosts and a foreign flannel peer', { skip }, () => {
     assert.equal((await lab.exec(ns, 'ip', ['route', 'show', LAB_NETWORK])).trim(), '', 'the cluster route is gone');
     assert.doesNotMatch(await lab.exec(ns, 'ip', ['-br', 'addr']), /10\.244\.2\.0\//, 'the TUN address is gone');
     assert.equal((await lab.exec(ns, 'ss', ['-Hlun', 'sport = :8285'])).trim(), '', 'port 8285 is free');
-    assert.ok(a2.records.some((r) => r.msg === 'stopped; the host is as weft found it'));
+    assert.ok(a2.records.some((r) => r.msg === 'stopped; everything weft set up on this host is removed'));
+    assert.equal((await lab.exec(ns, 'iptables', ['-S', 'FORWARD'])).includes('FLANNEL-FWD'), false, 'the forward rules are gone');
   });
 });

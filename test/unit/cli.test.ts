@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { Command } from 'commander';
@@ -98,17 +98,31 @@ describe('buildProgram', () => {
 
   it('the agent has exactly the documented options, and its help lists every one of them', () => {
     const agent = agentCommand(buildProgram());
-    assert.deepEqual(agent.options.map((o) => o.long), [
-      '--net-config-path', '--iface', '--iface-regex', '--public-ip', '--subnet', '--peer', '--peers-file',
-      '--tun-name', '--subnet-file', '--ip-masq', '--healthz-ip', '--healthz-port', '--workers', '--batch-size',
-      '--verbosity',
+    assert.deepEqual(agent.options.filter((o) => !o.hidden).map((o) => o.long), [
+      '--net-config-path', '--iface', '--iface-regex', '--public-ip',
+      '--etcd-endpoints', '--etcd-prefix', '--etcd-keyfile', '--etcd-certfile', '--etcd-cafile', '--etcd-username', '--etcd-password',
+      '--lease-file', '--subnet-lease-renew-margin', '--subnet-lease-ttl', '--subnet-file',
+      '--subnet', '--peer', '--peers-file',
+      '--ip-masq', '--iptables-resync', '--iptables-forward-rules', '--healthz-ip', '--healthz-port',
+      '--tun-name', '--workers', '--batch-size', '--verbosity',
     ]);
     const help = agent.helpInformation();
-    for (const option of agent.options) {
+    for (const option of agent.options.filter((o) => !o.hidden)) {
       assert.ok(help.includes(option.flags), `agent help does not show "${option.flags}":\n${help}`);
       assert.ok(option.description.length > 0, `${option.flags} has no description`);
     }
     assert.ok(help.includes('-h, --help'));
+  });
+
+  it('every flanneld flag can come from FLANNELD_<NAME>', () => {
+    const agent = agentCommand(buildProgram());
+    const flannelFlags = ['net-config-path', 'iface', 'iface-regex', 'public-ip', 'etcd-endpoints', 'etcd-prefix', 'etcd-keyfile',
+      'etcd-certfile', 'etcd-cafile', 'etcd-username', 'etcd-password', 'subnet-lease-renew-margin', 'subnet-file', 'ip-masq',
+      'iptables-resync', 'iptables-forward-rules', 'healthz-ip', 'healthz-port'];
+    for (const flag of flannelFlags) {
+      const option = agent.options.find((o) => o.long === `--${flag}`);
+      assert.equal(option?.envVar, `FLANNELD_${flag.toUpperCase().replace(/-/g, '_')}`, flag);
+    }
   });
 });
 
@@ -120,14 +134,24 @@ interface Run {
   readonly stderr: string;
 }
 
-/** Runs bin/weft with the environment minus FLANNELD_* (those would change option defaults). */
+/**
+ * Runs bin/weft with the environment minus FLANNELD_* (those would change option defaults).
+ * `weft agent` runs get a backstop so a test can never reach the host: files in the
+ * test's directory and an interface that does not exist (resolved before anything is created).
+ */
 function weft(...args: string[]): Run {
   const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FLANNELD_')) env[k] = v;
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FLANNELD_') && !k.startsWith('WEFT_')) env[k] = v;
+  if (args[0] === 'agent' && !args.includes('--help')) {
+    args.push('--iface', 'weft-nonexistent0', '--lease-file', path.join(SAFE_DIR, 'leases.json'),
+      '--subnet-file', path.join(SAFE_DIR, 'subnet.env'), '--tun-name', 'weft-cli-test');
+  }
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env, timeout: 20_000 });
   assert.equal(r.error, undefined, `could not run ${BIN}: ${String(r.error)}`);
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
+
+const SAFE_DIR = path.join(tmpdir(), `weft-cli-safe-${process.pid}`);
 
 function stderrLines(r: Run): string[] {
   return r.stderr.split('\n').filter((line) => line !== '');
@@ -145,6 +169,7 @@ describe('bin/weft', () => {
 
   after(() => {
     rmSync(dir, { recursive: true, force: true });
+    rmSync(SAFE_DIR, { recursive: true, force: true });
   });
 
   it('--help exits 0 and lists the subcommands', () => {
@@ -169,6 +194,7 @@ describe('bin/weft', () => {
       '--peer <cidr=ip[:port]>', '--tun-name <name>']) {
       assert.ok(r.stdout.includes(flag), `agent --help does not list ${flag}:\n${r.stdout}`);
     }
+    for (const refused of ['--kube-subnet-mgr', '--public-ipv6']) assert.ok(r.stdout.includes(refused), `agent --help does not name ${refused}`);
   });
 
   it('agent with a missing net-conf file exits 2 and names the file', () => {
@@ -198,12 +224,36 @@ describe('bin/weft', () => {
     ]);
   });
 
-  it('agent without --subnet exits 2 and says what to pass', () => {
-    const r = weft('agent', '--net-config-path', file('ok.json'));
+  it('agent with --peer but no --subnet exits 2 and says why', () => {
+    const r = weft('agent', '--net-config-path', file('ok.json'), '--peer', '10.244.2.0/24=192.168.1.12');
     assert.equal(r.status, 2, r.stderr);
     assert.deepEqual(stderrLines(r), [
-      "weft: --subnet is required in static mode: this host's subnet inside the cluster network, e.g. --subnet 10.244.1.0/24",
+      "weft: --peer and --peers-file belong to static mode and need --subnet; with a lease store, routes come from the other hosts' leases",
     ]);
+  });
+
+  it('agent with --subnet and --etcd-endpoints exits 2 and says why', () => {
+    const r = weft('agent', '--net-config-path', file('ok.json'), '--subnet', '10.244.1.0/24', '--etcd-endpoints', 'http://127.0.0.1:1');
+    assert.equal(r.status, 2, r.stderr);
+    assert.deepEqual(stderrLines(r), [
+      'weft: --subnet (static mode) and --etcd-endpoints cannot be combined: with etcd the subnet is leased; drop one of them',
+    ]);
+  });
+
+  it('agent refuses a flanneld flag it cannot honour', () => {
+    const r = weft('agent', '--net-config-path', file('ok.json'), '--kube-subnet-mgr');
+    assert.equal(r.status, 2, r.stderr);
+    assert.deepEqual(stderrLines(r), [
+      'weft: --kube-subnet-mgr is not supported: weft has no Kubernetes subnet manager; keep leases in etcd (--etcd-endpoints) or the embedded store',
+    ]);
+  });
+
+  it('agent in lease mode with an unknown interface fails before touching anything', () => {
+    const r = weft('agent', '--net-config-path', file('ok.json'));
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(stderrLines(r)[0] ?? '', /^weft: no interface matches --iface weft-nonexistent0; interfaces here: /);
+    assert.equal(existsSync(path.join(SAFE_DIR, 'leases.json')), false, 'no lease was written');
+    assert.equal(existsSync(path.join(SAFE_DIR, 'subnet.env')), false, 'no subnet file was written');
   });
 
   it('agent with a malformed --peer exits 2 with the peer parser\'s message', () => {

@@ -1,0 +1,144 @@
+/**
+ * `weft agent`'s flags: flanneld's (section 5 of the reference facts), each
+ * also read from FLANNELD_<NAME> in the environment, plus weft's own. The
+ * flanneld flags weft cannot honour are refused with a reason, never ignored.
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { UsageError } from '../errors';
+import { createLogger } from '../log';
+import { AGENT_DEFAULTS, runAgent, type AgentOptions } from './agent';
+
+export const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+export function intIn(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = /^-?\d+$/.test(value) ? Number(value) : NaN;
+    if (!(n >= min && n <= max)) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
+    return n;
+  };
+}
+
+export function parseBool(value: string): boolean {
+  if (/^(true|t|1|yes)$/i.test(value)) return true;
+  if (/^(false|f|0|no)$/i.test(value)) return false;
+  throw new InvalidArgumentError('expected true or false');
+}
+
+/** FLANNELD_ETCD_ENDPOINTS style name for a flag. */
+const env = (flag: string): string => `FLANNELD_${flag.toUpperCase().replace(/-/g, '_')}`;
+
+/** flanneld flags weft refuses, and why. */
+export const UNSUPPORTED_FLAGS: Readonly<Record<string, string>> = {
+  'kube-subnet-mgr': 'weft has no Kubernetes subnet manager; keep leases in etcd (--etcd-endpoints) or the embedded store',
+  'kube-api-url': 'weft has no Kubernetes subnet manager (see --kube-subnet-mgr)',
+  'kubeconfig-file': 'weft has no Kubernetes subnet manager (see --kube-subnet-mgr)',
+  'kube-annotation-prefix': 'weft has no Kubernetes subnet manager (see --kube-subnet-mgr)',
+  'public-ipv6': 'weft is IPv4-only',
+  'iface-can-reach': 'not implemented in weft; name the interface with --iface or --iface-regex',
+  'subnet-dir': 'not implemented in weft (it belongs to flannel\'s multi-network mode)',
+  'set-node-network-unavailable': 'weft has no Kubernetes integration',
+};
+
+function flannelOption(flags: string, description: string): Option {
+  const long = /--([a-z0-9-]+)/.exec(flags)?.[1] as string;
+  return new Option(flags, description).env(env(long));
+}
+
+export function addAgentCommand(program: Command): Command {
+  const command = program
+    .command('agent')
+    .description(
+      "Run one host of the overlay. By default this host's subnet is a lease: in etcd with " +
+        '--etcd-endpoints (flannel\'s key layout, shareable with flanneld), otherwise in the embedded ' +
+        'store (--lease-file) shared by agents on one machine. Static mode instead: --subnet plus --peer ' +
+        'or --peers-file. Stops cleanly on SIGINT/SIGTERM and removes what it created on the host (TUN ' +
+        'device, address, routes, iptables rules); subnet.env is kept, as flanneld does, for the CNI ' +
+        'plugin and the next start.',
+    )
+    .addOption(flannelOption('--net-config-path <file>', 'net-conf.json; when the file does not exist, etcd\'s <prefix>/config is used')
+      .default(AGENT_DEFAULTS.netConfigPath))
+    .addOption(flannelOption('--iface <name-or-ip>', 'underlay interface by name or address (repeatable, first match wins; default: the default route\'s interface)')
+      .argParser(collect).default([]))
+    .addOption(flannelOption('--iface-regex <regex>', 'underlay interface by regular expression on name or address (repeatable)')
+      .argParser(collect).default([]))
+    .addOption(flannelOption('--public-ip <ip>', 'address other hosts send to (default: the underlay interface\'s address)'))
+    .addOption(flannelOption('--etcd-endpoints <urls>', 'comma-separated etcd URLs, e.g. http://127.0.0.1:2379 (not given: the embedded store)'))
+    .addOption(flannelOption('--etcd-prefix <path>', 'etcd key prefix').default(AGENT_DEFAULTS.etcdPrefix))
+    .addOption(flannelOption('--etcd-keyfile <file>', 'TLS key for etcd'))
+    .addOption(flannelOption('--etcd-certfile <file>', 'TLS certificate for etcd'))
+    .addOption(flannelOption('--etcd-cafile <file>', 'CA bundle for etcd\'s TLS certificate'))
+    .addOption(flannelOption('--etcd-username <name>', 'etcd user'))
+    .addOption(flannelOption('--etcd-password <password>', 'etcd password'))
+    .addOption(new Option('--lease-file <file>', 'embedded lease store, used when --etcd-endpoints is not given')
+      .default(AGENT_DEFAULTS.leaseFile).env('WEFT_LEASE_FILE'))
+    .addOption(flannelOption('--subnet-lease-renew-margin <minutes>', 'renew the lease this many minutes before it expires')
+      .argParser(intIn('--subnet-lease-renew-margin', 1, 1439)).default(AGENT_DEFAULTS.renewMarginMinutes))
+    .addOption(new Option('--subnet-lease-ttl <seconds>', 'lease lifetime (flannel: 24 h); shorten it to test expiry. When shorter than the margin, the lease is renewed every third of it')
+      .argParser(intIn('--subnet-lease-ttl', 2, 10 * 365 * 86400)).default(AGENT_DEFAULTS.leaseTtlSeconds).env('WEFT_SUBNET_LEASE_TTL'))
+    .addOption(flannelOption('--subnet-file <file>', 'where to write flannel\'s subnet.env').default(AGENT_DEFAULTS.subnetFile))
+    .addOption(new Option('--subnet <cidr>', "static mode: this host's subnet inside Network, e.g. 10.244.1.0/24 (no lease store)"))
+    .addOption(new Option('--peer <cidr=ip[:port]>', 'static mode: another host\'s subnet and underlay address (repeatable; port defaults to Backend.Port)')
+      .argParser(collect).default([]))
+    .addOption(new Option('--peers-file <file>', 'static mode: file of CIDR=IP[:PORT] lines, re-read when it changes or on SIGHUP'))
+    .addOption(flannelOption('--ip-masq [bool]', 'masquerade traffic leaving the overlay (nat chain FLANNEL-POSTRTG)')
+      .argParser(parseBool).default(false).preset(true))
+    .addOption(flannelOption('--iptables-resync <seconds>', 'how often the iptables rules are re-checked')
+      .argParser(intIn('--iptables-resync', 1, 86400)).default(AGENT_DEFAULTS.iptablesResyncSeconds))
+    .addOption(flannelOption('--iptables-forward-rules [bool]', 'accept forwarding to and from the network (filter chain FLANNEL-FWD)')
+      .argParser(parseBool).default(true).preset(true))
+    .addOption(flannelOption('--healthz-ip <ip>', 'address for /healthz, /readyz, /metrics and /routes').default(AGENT_DEFAULTS.healthzIp))
+    .addOption(flannelOption('--healthz-port <port>', 'port for /healthz, /readyz, /metrics and /routes (0 = off)')
+      .argParser(intIn('--healthz-port', 0, 65535)).default(AGENT_DEFAULTS.healthzPort))
+    .addOption(new Option('--tun-name <name>', 'TUN device name (flannel itself uses flannel0)').default(AGENT_DEFAULTS.tunName))
+    .addOption(new Option('--workers <n>', 'data-plane worker threads (one TUN queue each)')
+      .argParser(intIn('--workers', 1, 64)).default(AGENT_DEFAULTS.workers))
+    .addOption(new Option('--batch-size <n>', 'packets per system call batch')
+      .argParser(intIn('--batch-size', 1, 1024)).default(AGENT_DEFAULTS.batchSize))
+    .addOption(new Option('-v, --verbosity <level>', 'log verbosity: 0 info, 1 debug, 2 trace (flanneld: -v=N)')
+      .argParser(intIn('-v', 0, 10)).default(0).env('FLANNELD_V'));
+  for (const name of Object.keys(UNSUPPORTED_FLAGS)) {
+    command.addOption(new Option(`--${name} [value]`).hideHelp());
+  }
+  command.addHelpText('after', `\nflanneld flags weft refuses: ${Object.keys(UNSUPPORTED_FLAGS).map((n) => `--${n}`).join(', ')}.`);
+
+  command.action(async (o: Record<string, unknown>) => {
+    for (const [name, why] of Object.entries(UNSUPPORTED_FLAGS)) {
+      const key = name.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+      const value = o[key];
+      if (value !== undefined && value !== false && value !== 'false') throw new UsageError(`--${name} is not supported: ${why}`);
+    }
+    const endpoints = o['etcdEndpoints'] as string | undefined;
+    const options: AgentOptions = {
+      netConfigPath: o['netConfigPath'] as string,
+      iface: o['iface'] as string[],
+      ifaceRegex: o['ifaceRegex'] as string[],
+      publicIp: o['publicIp'] as string | undefined,
+      subnet: o['subnet'] as string | undefined,
+      peers: o['peer'] as string[],
+      peersFile: o['peersFile'] as string | undefined,
+      etcd: endpoints === undefined ? undefined : {
+        endpoints: endpoints.split(',').map((e) => e.trim()).filter((e) => e !== ''),
+        prefix: o['etcdPrefix'] as string,
+        keyFile: o['etcdKeyfile'] as string | undefined,
+        certFile: o['etcdCertfile'] as string | undefined,
+        caFile: o['etcdCafile'] as string | undefined,
+        username: o['etcdUsername'] as string | undefined,
+        password: o['etcdPassword'] as string | undefined,
+      },
+      leaseFile: o['leaseFile'] as string,
+      leaseTtlSeconds: o['subnetLeaseTtl'] as number,
+      renewMarginMinutes: o['subnetLeaseRenewMargin'] as number,
+      tunName: o['tunName'] as string,
+      subnetFile: o['subnetFile'] as string,
+      ipMasq: o['ipMasq'] as boolean,
+      iptablesResyncSeconds: o['iptablesResync'] as number,
+      iptablesForwardRules: o['iptablesForwardRules'] as boolean,
+      healthzIp: o['healthzIp'] as string,
+      healthzPort: o['healthzPort'] as number,
+      workers: o['workers'] as number,
+      batchSize: o['batchSize'] as number,
+    };
+    process.exitCode = await runAgent(options, createLogger(o['verbosity'] as number));
+  });
+  return command;
+}
