@@ -205,6 +205,17 @@ export class Lab {
     return h;
   }
 
+  /**
+   * Gives the underlay switch an address (192.168.77.254) so a service shared
+   * by the hosts — etcd — can run inside the lab. Bridge underlays only.
+   */
+  async addUnderlayServiceAddress(): Promise<string> {
+    if (this.underlayNs === undefined) throw new Error("a 'veth' underlay has no switch to host a service");
+    const address = `${UNDERLAY_PREFIX}.254`;
+    await ip(['-n', this.underlayNs, 'addr', 'add', `${address}/24`, 'dev', 'br0']);
+    return address;
+  }
+
   host(i: number): LabHost {
     const h = this.hosts[i - 1];
     if (h === undefined) throw new Error(`lab has no host ${i}`);

@@ -6,10 +6,10 @@
 import { after, before, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { LeaseError } from '../../src/errors';
-import { parseCidr, parseIpv4, type Ipv4Prefix } from '../../src/net/ipv4';
+import { formatPrefix, parseCidr, parseIpv4, type Ipv4Prefix } from '../../src/net/ipv4';
 import { EtcdLeaseStore } from '../../src/subnet/etcd-store';
 import type { LeaseAttrs, LeaseEvent, LeaseSnapshot, LeaseWatch } from '../../src/subnet/lease';
-import { EtcdServer, etcdSkipReason } from '../etcd-server';
+import { EtcdServer, etcdSkipReason } from '../../src/lab/etcd-server';
 
 const TEST_TIMEOUT_MS = 25_000;
 
@@ -110,12 +110,13 @@ describe('EtcdLeaseStore with a real etcd', { skip: skip ?? false }, () => {
     return `/weft-test-${process.pid}-${prefixCount}/network`;
   }
 
-  async function open(prefix: string, warnings?: string[]): Promise<EtcdLeaseStore> {
+  async function open(prefix: string, warnings?: string[], resolveExpirations = true): Promise<EtcdLeaseStore> {
     const store = await EtcdLeaseStore.connect({
       endpoints: server().endpoints,
       prefix,
       dialTimeoutMs: 2_000,
       onWarning: (msg) => warnings?.push(msg),
+      resolveExpirations,
     });
     stores.push(store);
     return store;
@@ -296,6 +297,18 @@ describe('EtcdLeaseStore with a real etcd', { skip: skip ?? false }, () => {
     await server().etcdctl(['lease', 'revoke', id]);
     await waitFor('the delete caused by revoking the lease', () => rec.described().length >= 3);
     assert.equal(rec.described()[2], 'delete 10.5.21.0/24');
+  });
+
+  test('without resolveExpirations, only leases this store granted carry an expiration', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const prefix = freshPrefix();
+    const mine = await open(prefix, undefined, false);
+    const other = await open(prefix, undefined, false);
+    await mine.create(net('10.5.60.0/24'), udp('10.0.6.1'), 60);
+    await other.create(net('10.5.61.0/24'), udp('10.0.6.2'), 60);
+    const { leases } = await mine.list();
+    const bySubnet = new Map(leases.map((l) => [formatPrefix(l.subnet), l]));
+    assert.ok((bySubnet.get('10.5.60.0/24')?.expiration?.getTime() ?? 0) > Date.now() + 50_000, 'own lease: known without asking');
+    assert.equal(bySubnet.get('10.5.61.0/24')?.expiration, undefined, "another host's lease: not looked up");
   });
 
   test('malformed keys and values are skipped with a warning, in list and in watch', { timeout: TEST_TIMEOUT_MS }, async () => {
