@@ -4,7 +4,7 @@
  * per host. Everything crosses real TUN devices and real UDP sockets.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { waitForPort } from '../../src/cli/demo';
@@ -44,11 +44,13 @@ describe('udp overlay: two hosts and a foreign flannel peer', { skip }, () => {
   let h1PeersFile: string;
   let pod1: string;
   let pod2: string;
+  let netConfPath: string;
 
   before(async () => {
     tmp = tempDir('e2e-udp');
     lab = await Lab.create({ hosts: 2, underlay: 'bridge', extraUnderlayNodes: [{ tag: 'f', hostNumber: 9 }] });
     const netConf = tmp.file('net-conf.json', JSON.stringify({ Network: LAB_NETWORK, Backend: { Type: 'udp', Port: 8285 } }));
+    netConfPath = netConf;
     const [h1, h2] = [lab.host(1), lab.host(2)];
     pod1 = h1.podNs as string;
     pod2 = h2.podNs as string;
@@ -286,5 +288,35 @@ describe('udp overlay: two hosts and a foreign flannel peer', { skip }, () => {
     assert.equal((await lab.exec(ns, 'ss', ['-Hlun', 'sport = :8285'])).trim(), '', 'port 8285 is free');
     assert.ok(a2.records.some((r) => r.msg === 'stopped; everything weft set up on this host is removed'));
     assert.equal((await lab.exec(ns, 'iptables', ['-S', 'FORWARD'])).includes('FLANNEL-FWD'), false, 'the forward rules are gone');
+  });
+
+  test('--ip-masq installs flannel\'s masquerade chain, restores it when flushed, removes it on stop', async () => {
+    const h2 = lab.host(2);
+    const agent = new LabAgent(lab, h2.ns, [
+      '--net-config-path', netConfPath, '--iface', 'eth0', '--subnet', h2.podSubnet,
+      '--peer', `${lab.host(1).podSubnet}=${lab.host(1).underlayIp}`, '--ip-masq', '--iptables-resync', '1',
+    ]);
+    await agent.waitReady();
+    const chain = async (): Promise<string[]> =>
+      (await lab.exec(h2.ns, 'iptables', ['-t', 'nat', '-S', 'FLANNEL-POSTRTG'])).split('\n').filter((l) => l.startsWith('-A'));
+    const expected = [
+      '-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -j RETURN',
+      '-A FLANNEL-POSTRTG -s 10.244.2.0/24 -d 10.244.0.0/16 -j RETURN',
+      '-A FLANNEL-POSTRTG -s 10.244.0.0/16 -d 10.244.2.0/24 -j RETURN',
+      '-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.2.0/24 -j RETURN',
+      '-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE --random-fully',
+      '-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.0.0/16 -j MASQUERADE --random-fully',
+    ];
+    assert.deepEqual(await chain(), expected);
+    assert.match(await lab.exec(h2.ns, 'iptables', ['-t', 'nat', '-S', 'POSTROUTING']), /-A POSTROUTING -j FLANNEL-POSTRTG/);
+    assert.match(readFileSync(agent.subnetFile, 'utf8'), /^FLANNEL_IPMASQ=true$/m);
+    await lab.exec(h2.ns, 'iptables', ['-t', 'nat', '-F', 'FLANNEL-POSTRTG']);
+    await eventually('the flushed chain restored', async () => ((await chain()).length === expected.length ? true : undefined), 5000);
+    assert.deepEqual(await chain(), expected);
+    const { code } = await agent.stop('SIGTERM');
+    assert.equal(code, 0, agent.log());
+    const gone = await lab.execResult(h2.ns, 'iptables', ['-t', 'nat', '-S', 'FLANNEL-POSTRTG']);
+    assert.notEqual(gone.code, 0, 'the chain is deleted');
+    assert.doesNotMatch(await lab.exec(h2.ns, 'iptables', ['-t', 'nat', '-S', 'POSTROUTING']), /FLANNEL/);
   });
 });
