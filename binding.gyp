@@ -5,7 +5,10 @@
       "sources": [
         "native/src/binding.c",
         "native/src/tun.c",
-        "native/src/udp.c"
+        "native/src/udp.c",
+        "native/src/csum.c",
+        "native/src/gso.c",
+        "native/src/gro.c"
       ],
       "cflags_c": [
         "-std=gnu11",

@@ -107,6 +107,8 @@ static void report_io(uint32_t *io_out, const struct weft_io *io) {
   io_out[1] = io->failed;
   io_out[2] = (uint32_t)io->last_errno;
   io_out[3] = io->bytes;
+  io_out[4] = io->units;
+  io_out[5] = io->malformed;
 }
 
 /* Checks offsets[i]..offsets[i]+lens[i] lie inside the slab for i < count. */
@@ -158,13 +160,13 @@ static napi_value tun_set_offload(napi_env env, napi_callback_info info) {
 static napi_value tun_read_batch(napi_env env, napi_callback_info info) {
   int32_t fd, slot, max;
   size_t slab_len, lens_len, io_len;
-  struct weft_io io = {0, 0, 0, 0};
+  struct weft_io io = {0, 0, 0, 0, 0, 0};
   GET_ARGS(6);
   uint8_t *slab = get_typed(env, argv[1], napi_uint8_array, &slab_len);
   int32_t *lens = get_typed(env, argv[4], napi_int32_array, &lens_len);
   uint32_t *io_out = get_typed(env, argv[5], napi_uint32_array, &io_len);
   if (!get_i32(env, argv[0], &fd) || !get_i32(env, argv[2], &slot) || !get_i32(env, argv[3], &max) ||
-      slab == NULL || lens == NULL || io_out == NULL || io_len < 4)
+      slab == NULL || lens == NULL || io_out == NULL || io_len < 6)
     return throw_arg(env, "tunReadBatch(fd, slab, slotSize, max, lens, io): bad argument types");
   if (slot <= 0 || max < 0 || (size_t)max > lens_len || (size_t)max * (size_t)slot > slab_len)
     return throw_arg(env, "tunReadBatch: slab or lens too small for max * slotSize");
@@ -178,14 +180,14 @@ static napi_value tun_read_batch(napi_env env, napi_callback_info info) {
 static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   int32_t fd, count;
   size_t slab_len, off_len, lens_len, io_len;
-  struct weft_io io = {0, 0, 0, 0};
+  struct weft_io io = {0, 0, 0, 0, 0, 0};
   GET_ARGS(6);
   uint8_t *slab = get_typed(env, argv[1], napi_uint8_array, &slab_len);
   int32_t *offsets = get_typed(env, argv[2], napi_int32_array, &off_len);
   int32_t *lens = get_typed(env, argv[3], napi_int32_array, &lens_len);
   uint32_t *io_out = get_typed(env, argv[5], napi_uint32_array, &io_len);
   if (!get_i32(env, argv[0], &fd) || !get_i32(env, argv[4], &count) || slab == NULL ||
-      offsets == NULL || lens == NULL || io_out == NULL || io_len < 4)
+      offsets == NULL || lens == NULL || io_out == NULL || io_len < 6)
     return throw_arg(env, "tunWriteBatch(fd, slab, offsets, lens, count, io): bad argument types");
   if (count < 0 || (size_t)count > off_len || (size_t)count > lens_len ||
       !spans_ok(offsets, lens, count, slab_len))
@@ -219,35 +221,217 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* udpRecvBatch(fd, slab, slotSize, max, lens: Int32Array, addrs: Uint32Array, ports: Uint16Array, io) */
+/* udpRecvBatch(fd, slab, slotSize, max, lens: Int32Array, segs: Int32Array | null, addrs: Uint32Array, ports: Uint16Array, io) */
 static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
   int32_t fd, slot, max;
-  size_t slab_len, lens_len, addrs_len, ports_len, io_len;
-  struct weft_io io = {0, 0, 0, 0};
-  GET_ARGS(8);
+  size_t slab_len, lens_len, segs_len = 0, addrs_len, ports_len, io_len;
+  struct weft_io io = {0, 0, 0, 0, 0, 0};
+  napi_valuetype segs_type;
+  GET_ARGS(9);
   uint8_t *slab = get_typed(env, argv[1], napi_uint8_array, &slab_len);
   int32_t *lens = get_typed(env, argv[4], napi_int32_array, &lens_len);
-  uint32_t *addrs = get_typed(env, argv[5], napi_uint32_array, &addrs_len);
-  uint16_t *ports = get_typed(env, argv[6], napi_uint16_array, &ports_len);
-  uint32_t *io_out = get_typed(env, argv[7], napi_uint32_array, &io_len);
+  napi_typeof(env, argv[5], &segs_type);
+  int32_t *segs = segs_type == napi_null ? NULL : get_typed(env, argv[5], napi_int32_array, &segs_len);
+  uint32_t *addrs = get_typed(env, argv[6], napi_uint32_array, &addrs_len);
+  uint16_t *ports = get_typed(env, argv[7], napi_uint16_array, &ports_len);
+  uint32_t *io_out = get_typed(env, argv[8], napi_uint32_array, &io_len);
   if (!get_i32(env, argv[0], &fd) || !get_i32(env, argv[2], &slot) || !get_i32(env, argv[3], &max) ||
-      slab == NULL || lens == NULL || addrs == NULL || ports == NULL || io_out == NULL || io_len < 4)
-    return throw_arg(env, "udpRecvBatch(fd, slab, slotSize, max, lens, addrs, ports, io): bad argument types");
-  if (slot <= 0 || max < 0 || max > WEFT_MAX_BATCH || (size_t)max > lens_len ||
+      slab == NULL || lens == NULL || (segs == NULL && segs_type != napi_null) || addrs == NULL ||
+      ports == NULL || io_out == NULL || io_len < 6)
+    return throw_arg(env, "udpRecvBatch(fd, slab, slotSize, max, lens, segs|null, addrs, ports, io): bad argument types");
+  if (slot <= 0 || max < 0 || max > WEFT_MAX_BATCH || (size_t)max > lens_len || (segs != NULL && (size_t)max > segs_len) ||
       (size_t)max > addrs_len || (size_t)max > ports_len || (size_t)max * (size_t)slot > slab_len)
     return throw_arg(env, "udpRecvBatch: arrays too small for max, or max > MAX_BATCH");
-  int n = weft_udp_recv_batch(fd, slab, (size_t)slot, max, lens, addrs, ports,
+  int n = weft_udp_recv_batch(fd, slab, (size_t)slot, max, lens, segs, addrs, ports,
                               &instance(env)->scratch, &io);
   report_io(io_out, &io);
   if (n < 0) return throw_errno(env, "recvmmsg", -n);
   return make_u32(env, (uint32_t)n);
 }
 
+/* udpSendVnetBatch(fd, slab, offsets, lens, addrs, ports, count, useGso, io) -> datagrams sent */
+static napi_value udp_send_vnet_batch(napi_env env, napi_callback_info info) {
+  int32_t fd, count;
+  bool use_gso;
+  size_t slab_len, off_len, lens_len, addrs_len, ports_len, io_len;
+  struct weft_io io = {0, 0, 0, 0, 0, 0};
+  GET_ARGS(9);
+  uint8_t *slab = get_typed(env, argv[1], napi_uint8_array, &slab_len);
+  int32_t *offsets = get_typed(env, argv[2], napi_int32_array, &off_len);
+  int32_t *lens = get_typed(env, argv[3], napi_int32_array, &lens_len);
+  uint32_t *addrs = get_typed(env, argv[4], napi_uint32_array, &addrs_len);
+  uint16_t *ports = get_typed(env, argv[5], napi_uint16_array, &ports_len);
+  uint32_t *io_out = get_typed(env, argv[8], napi_uint32_array, &io_len);
+  if (!get_i32(env, argv[0], &fd) || !get_i32(env, argv[6], &count) ||
+      napi_get_value_bool(env, argv[7], &use_gso) != napi_ok || slab == NULL || offsets == NULL ||
+      lens == NULL || addrs == NULL || ports == NULL || io_out == NULL || io_len < 6)
+    return throw_arg(env, "udpSendVnetBatch(fd, slab, offsets, lens, addrs, ports, count, useGso, io): bad argument types");
+  if (count < 0 || (size_t)count > off_len || (size_t)count > lens_len || (size_t)count > addrs_len ||
+      (size_t)count > ports_len || !spans_ok(offsets, lens, count, slab_len))
+    return throw_arg(env, "udpSendVnetBatch: a packet lies outside the slab");
+  int n = weft_udp_send_vnet_batch(fd, slab, offsets, lens, addrs, ports, count, use_gso,
+                                   &instance(env)->scratch, &io);
+  report_io(io_out, &io);
+  return make_u32(env, (uint32_t)n);
+}
+
+/* tunWritePackets(fd, slab, offsets, lens, count, vnet: boolean, groFlags, io) -> packets written */
+static napi_value tun_write_packets(napi_env env, napi_callback_info info) {
+  int32_t fd, count, flags;
+  bool vnet;
+  size_t slab_len, off_len, lens_len, io_len;
+  struct weft_io io = {0, 0, 0, 0, 0, 0};
+  GET_ARGS(8);
+  uint8_t *slab = get_typed(env, argv[1], napi_uint8_array, &slab_len);
+  int32_t *offsets = get_typed(env, argv[2], napi_int32_array, &off_len);
+  int32_t *lens = get_typed(env, argv[3], napi_int32_array, &lens_len);
+  uint32_t *io_out = get_typed(env, argv[7], napi_uint32_array, &io_len);
+  if (!get_i32(env, argv[0], &fd) || !get_i32(env, argv[4], &count) ||
+      napi_get_value_bool(env, argv[5], &vnet) != napi_ok || !get_i32(env, argv[6], &flags) ||
+      slab == NULL || offsets == NULL || lens == NULL || io_out == NULL || io_len < 6)
+    return throw_arg(env, "tunWritePackets(fd, slab, offsets, lens, count, vnet, groFlags, io): bad argument types");
+  if (count < 0 || count > WEFT_MAX_WRITE || (size_t)count > off_len || (size_t)count > lens_len ||
+      !spans_ok(offsets, lens, count, slab_len))
+    return throw_arg(env, "tunWritePackets: a packet lies outside the slab, or count > MAX_WRITE");
+  int n = weft_tun_write_packets(fd, slab, offsets, lens, count, vnet, flags, &instance(env)->scratch, &io);
+  report_io(io_out, &io);
+  return make_u32(env, (uint32_t)n);
+}
+
+/* udpSetGro(fd, on): throws (ENOPROTOOPT...) when the kernel lacks UDP_GRO */
+static napi_value udp_set_gro(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  bool on;
+  GET_ARGS(2);
+  if (!get_i32(env, argv[0], &fd) || napi_get_value_bool(env, argv[1], &on) != napi_ok)
+    return throw_arg(env, "udpSetGro(fd, on): bad arguments");
+  int r = weft_udp_set_gro(fd, on);
+  if (r < 0) return throw_errno(env, "setsockopt(UDP_GRO)", -r);
+  return NULL;
+}
+
+/* udpGsoSupported(fd) -> boolean */
+static napi_value udp_gso_supported(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  napi_value out;
+  GET_ARGS(1);
+  if (!get_i32(env, argv[0], &fd)) return throw_arg(env, "udpGsoSupported(fd): bad arguments");
+  napi_get_boolean(env, weft_udp_gso_supported(fd), &out);
+  return out;
+}
+
+/* ---------- offload functions exposed for tests and micro-benchmarks ---------- */
+
+static napi_value make_buffer_copy(napi_env env, const void *parts[], const size_t lens[], int n) {
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += lens[i];
+  void *data;
+  napi_value buf;
+  napi_create_buffer(env, total, &data, &buf);
+  size_t at = 0;
+  for (int i = 0; i < n; i++) {
+    memcpy((uint8_t *)data + at, parts[i], lens[i]);
+    at += lens[i];
+  }
+  return buf;
+}
+
+/* gsoSplit(packet: Uint8Array starting with a vnet header) -> Buffer[] (wire packets), or null when it cannot be split */
+static napi_value gso_split(napi_env env, napi_callback_info info) {
+  size_t len;
+  napi_value arr;
+  GET_ARGS(1);
+  uint8_t *p = get_typed(env, argv[0], napi_uint8_array, &len);
+  if (p == NULL || len < WEFT_VNET_HDR_LEN) return throw_arg(env, "gsoSplit(packet): a Uint8Array with a vnet header");
+  struct weft_scratch *s = &instance(env)->scratch;
+  struct weft_vnet_hdr h;
+  weft_vnet_read(p, &h);
+  int n = weft_gso_split(p + WEFT_VNET_HDR_LEN, len - WEFT_VNET_HDR_LEN, &h, s->hdrs, s->segs, WEFT_GSO_MAX_SEGS);
+  if (n < 0) {
+    napi_get_null(env, &arr);
+    return arr;
+  }
+  napi_create_array_with_length(env, (size_t)n, &arr);
+  for (int k = 0; k < n; k++) {
+    const void *parts[2] = {s->segs[k].hdr, s->segs[k].payload};
+    size_t lens[2] = {s->segs[k].hdr_len, s->segs[k].payload_len};
+    napi_set_element(env, arr, (uint32_t)k, make_buffer_copy(env, parts, lens, 2));
+  }
+  return arr;
+}
+
+/* csumComplete(packet: Uint8Array, csumStart, csumOffset) -> boolean (completes in place) */
+static napi_value csum_complete(napi_env env, napi_callback_info info) {
+  size_t len;
+  int32_t start, offset;
+  napi_value out;
+  GET_ARGS(3);
+  uint8_t *p = get_typed(env, argv[0], napi_uint8_array, &len);
+  if (p == NULL || !get_i32(env, argv[1], &start) || !get_i32(env, argv[2], &offset) || start < 0 || offset < 0 ||
+      start > 65535 || offset > 65535)
+    return throw_arg(env, "csumComplete(packet, csumStart, csumOffset): bad arguments");
+  napi_get_boolean(env, weft_csum_complete(p, len, (uint16_t)start, (uint16_t)offset) == 0, &out);
+  return out;
+}
+
+/* checksum(buf, off, len) -> the Internet checksum (complemented), as the C data path computes it */
+static napi_value checksum(napi_env env, napi_callback_info info) {
+  size_t len;
+  int32_t off, n;
+  GET_ARGS(3);
+  uint8_t *p = get_typed(env, argv[0], napi_uint8_array, &len);
+  if (p == NULL || !get_i32(env, argv[1], &off) || !get_i32(env, argv[2], &n) || off < 0 || n < 0 || (size_t)off + (size_t)n > len)
+    return throw_arg(env, "checksum(buf, off, len): range outside the buffer");
+  return make_u32(env, (uint16_t)~weft_csum_fold(weft_csum_add(p + off, (size_t)n, 0)));
+}
+
+/*
+ * groCoalesce(slab, offsets, lens, count, flags) -> Buffer[]: what tunWritePackets
+ * would write (vnet header + packet) for each group, without a TUN. Rewrites
+ * merged groups' first headers in the slab, as the real path does.
+ */
+static napi_value gro_coalesce(napi_env env, napi_callback_info info) {
+  size_t slab_len, off_len, lens_len;
+  int32_t count, flags;
+  napi_value arr;
+  GET_ARGS(5);
+  uint8_t *slab = get_typed(env, argv[0], napi_uint8_array, &slab_len);
+  int32_t *offsets = get_typed(env, argv[1], napi_int32_array, &off_len);
+  int32_t *lens = get_typed(env, argv[2], napi_int32_array, &lens_len);
+  if (slab == NULL || offsets == NULL || lens == NULL || !get_i32(env, argv[3], &count) || !get_i32(env, argv[4], &flags) ||
+      count < 0 || count > WEFT_MAX_WRITE || (size_t)count > off_len || (size_t)count > lens_len ||
+      !spans_ok(offsets, lens, count, slab_len))
+    return throw_arg(env, "groCoalesce(slab, offsets, lens, count, flags): bad arguments");
+  struct weft_scratch *s = &instance(env)->scratch;
+  int n = weft_gro_plan(slab, offsets, lens, count, flags, s->groups);
+  napi_create_array_with_length(env, (size_t)n, &arr);
+  static const uint8_t zero[WEFT_VNET_HDR_LEN];
+  for (int g = 0; g < n; g++) {
+    const struct weft_gro_group *grp = &s->groups[g];
+    uint8_t hdr[WEFT_VNET_HDR_LEN];
+    const void *parts[WEFT_GRO_MAX_SEGS + 2];
+    size_t plens[WEFT_GRO_MAX_SEGS + 2];
+    int np = 0;
+    if (grp->count > 1) weft_vnet_write(hdr, &grp->vnet);
+    parts[np] = grp->count > 1 ? (const void *)hdr : (const void *)zero;
+    plens[np++] = WEFT_VNET_HDR_LEN;
+    parts[np] = slab + offsets[grp->first];
+    plens[np++] = (size_t)lens[grp->first];
+    for (int k = 1; k < grp->count; k++) {
+      int j = grp->first + k;
+      parts[np] = slab + offsets[j] + grp->vnet.hdr_len;
+      plens[np++] = (size_t)lens[j] - grp->vnet.hdr_len;
+    }
+    napi_set_element(env, arr, (uint32_t)g, make_buffer_copy(env, parts, plens, np));
+  }
+  return arr;
+}
+
 /* udpSendBatch(fd, slab, offsets, lens, addrs: Uint32Array, ports: Uint16Array, count, io) -> sent */
 static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
   int32_t fd, count;
   size_t slab_len, off_len, lens_len, addrs_len, ports_len, io_len;
-  struct weft_io io = {0, 0, 0, 0};
+  struct weft_io io = {0, 0, 0, 0, 0, 0};
   GET_ARGS(8);
   uint8_t *slab = get_typed(env, argv[1], napi_uint8_array, &slab_len);
   int32_t *offsets = get_typed(env, argv[2], napi_int32_array, &off_len);
@@ -256,7 +440,7 @@ static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
   uint16_t *ports = get_typed(env, argv[5], napi_uint16_array, &ports_len);
   uint32_t *io_out = get_typed(env, argv[7], napi_uint32_array, &io_len);
   if (!get_i32(env, argv[0], &fd) || !get_i32(env, argv[6], &count) || slab == NULL ||
-      offsets == NULL || lens == NULL || addrs == NULL || ports == NULL || io_out == NULL || io_len < 4)
+      offsets == NULL || lens == NULL || addrs == NULL || ports == NULL || io_out == NULL || io_len < 6)
     return throw_arg(env, "udpSendBatch(fd, slab, offsets, lens, addrs, ports, count, io): bad argument types");
   if (count < 0 || count > WEFT_MAX_BATCH || (size_t)count > off_len || (size_t)count > lens_len ||
       (size_t)count > addrs_len || (size_t)count > ports_len || !spans_ok(offsets, lens, count, slab_len))
@@ -423,6 +607,14 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"udpRecvBatch", NULL, udp_recv_batch, NULL, NULL, NULL, napi_default, NULL},
       {"udpSendBatch", NULL, udp_send_batch, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"udpSendVnetBatch", NULL, udp_send_vnet_batch, NULL, NULL, NULL, napi_default, NULL},
+      {"tunWritePackets", NULL, tun_write_packets, NULL, NULL, NULL, napi_default, NULL},
+      {"udpSetGro", NULL, udp_set_gro, NULL, NULL, NULL, napi_default, NULL},
+      {"udpGsoSupported", NULL, udp_gso_supported, NULL, NULL, NULL, napi_default, NULL},
+      {"gsoSplit", NULL, gso_split, NULL, NULL, NULL, napi_default, NULL},
+      {"groCoalesce", NULL, gro_coalesce, NULL, NULL, NULL, napi_default, NULL},
+      {"csumComplete", NULL, csum_complete, NULL, NULL, NULL, napi_default, NULL},
+      {"checksum", NULL, checksum, NULL, NULL, NULL, napi_default, NULL},
       {"pollStart", NULL, poll_start, NULL, NULL, NULL, napi_default, NULL},
       {"pollStop", NULL, poll_stop, NULL, NULL, NULL, napi_default, NULL},
   };
@@ -431,5 +623,15 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   set_u32(env, exports, "TUN_VNET_HDR", WEFT_TUN_VNET_HDR);
   set_u32(env, exports, "TUN_MULTI_QUEUE", WEFT_TUN_MULTI_QUEUE);
   set_u32(env, exports, "UDP_REUSEPORT", WEFT_UDP_REUSEPORT);
+  set_u32(env, exports, "MAX_WRITE", WEFT_MAX_WRITE);
+  set_u32(env, exports, "VNET_HDR_LEN", WEFT_VNET_HDR_LEN);
+  set_u32(env, exports, "TUN_F_CSUM", WEFT_TUN_F_CSUM);
+  set_u32(env, exports, "TUN_F_TSO4", WEFT_TUN_F_TSO4);
+  set_u32(env, exports, "TUN_F_TSO6", WEFT_TUN_F_TSO6);
+  set_u32(env, exports, "TUN_F_TSO_ECN", WEFT_TUN_F_TSO_ECN);
+  set_u32(env, exports, "TUN_F_USO4", WEFT_TUN_F_USO4);
+  set_u32(env, exports, "TUN_F_USO6", WEFT_TUN_F_USO6);
+  set_u32(env, exports, "GRO_TCP", WEFT_GRO_TCP);
+  set_u32(env, exports, "GRO_UDP", WEFT_GRO_UDP);
   return exports;
 }

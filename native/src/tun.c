@@ -8,6 +8,7 @@
 #include <linux/if_tun.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int weft_tun_open(const char *name, int flags, char *out_name, const char **failed_call) {
@@ -78,6 +79,52 @@ int weft_tun_write_batch(int fd, const uint8_t *slab, const int32_t *offsets,
     }
     io->bytes += (uint32_t)r;
     written++;
+  }
+  return written;
+}
+
+static const uint8_t zero_vnet[WEFT_VNET_HDR_LEN];
+
+int weft_tun_write_packets(int fd, uint8_t *slab, const int32_t *offsets, const int32_t *lens,
+                           int count, int vnet, int gro_flags, struct weft_scratch *s,
+                           struct weft_io *io) {
+  if (!vnet) return weft_tun_write_batch(fd, slab, offsets, lens, count, io);
+  if (count > WEFT_MAX_WRITE) count = WEFT_MAX_WRITE;
+  int ngroups = weft_gro_plan(slab, offsets, lens, count, gro_flags, s->groups);
+  uint8_t hdr[WEFT_VNET_HDR_LEN];
+  int written = 0;
+  for (int g = 0; g < ngroups; g++) {
+    const struct weft_gro_group *grp = &s->groups[g];
+    int first = grp->first;
+    struct iovec *iov = s->iov;
+    int niov = 0;
+    if (grp->count > 1) {
+      weft_vnet_write(hdr, &grp->vnet);
+      iov[niov].iov_base = hdr;
+    } else {
+      iov[niov].iov_base = (void *)zero_vnet;
+    }
+    iov[niov++].iov_len = WEFT_VNET_HDR_LEN;
+    iov[niov].iov_base = slab + offsets[first];
+    iov[niov++].iov_len = (size_t)lens[first];
+    for (int k = 1; k < grp->count; k++) {
+      int j = first + k;
+      iov[niov].iov_base = slab + offsets[j] + grp->vnet.hdr_len;
+      iov[niov++].iov_len = (size_t)lens[j] - grp->vnet.hdr_len;
+    }
+    ssize_t r;
+    do {
+      r = writev(fd, iov, niov);
+      io->syscalls++;
+    } while (r < 0 && errno == EINTR);
+    io->units++;
+    if (r < 0) {
+      io->failed += (uint32_t)grp->count;
+      io->last_errno = errno;
+      continue;
+    }
+    io->bytes += (uint32_t)(r - WEFT_VNET_HDR_LEN);
+    written += grp->count;
   }
   return written;
 }

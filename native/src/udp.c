@@ -5,9 +5,20 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <string.h>
 #include <unistd.h>
+
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 /* Sets a buffer size, forcing past the sysctl limit when we are privileged. */
 static void set_buffer(int fd, int force_opt, int opt, int *size) {
@@ -51,8 +62,19 @@ fail:
   return -err;
 }
 
+int weft_udp_set_gro(int fd, int on) {
+  if (setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on)) < 0) return -errno;
+  return 0;
+}
+
+int weft_udp_gso_supported(int fd) {
+  int size = 0;
+  socklen_t len = sizeof(size);
+  return getsockopt(fd, SOL_UDP, UDP_SEGMENT, &size, &len) == 0;
+}
+
 int weft_udp_recv_batch(int fd, uint8_t *slab, size_t slot_size, int max, int32_t *lens,
-                        uint32_t *addrs, uint16_t *ports, struct weft_scratch *s,
+                        int32_t *segs, uint32_t *addrs, uint16_t *ports, struct weft_scratch *s,
                         struct weft_io *io) {
   int n;
   if (max > WEFT_MAX_BATCH) max = WEFT_MAX_BATCH;
@@ -64,6 +86,10 @@ int weft_udp_recv_batch(int fd, uint8_t *slab, size_t slot_size, int max, int32_
     s->msgs[i].msg_hdr.msg_iovlen = 1;
     s->msgs[i].msg_hdr.msg_name = &s->addrs[i];
     s->msgs[i].msg_hdr.msg_namelen = sizeof(s->addrs[i]);
+    if (segs != NULL) {
+      s->msgs[i].msg_hdr.msg_control = s->ctrl[i].buf;
+      s->msgs[i].msg_hdr.msg_controllen = sizeof(s->ctrl[i].buf);
+    }
   }
   do {
     n = recvmmsg(fd, s->msgs, (unsigned int)max, MSG_DONTWAIT, NULL);
@@ -74,9 +100,20 @@ int weft_udp_recv_batch(int fd, uint8_t *slab, size_t slot_size, int max, int32_
     return -errno;
   }
   for (int i = 0; i < n; i++) {
-    lens[i] = (s->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? -1 : (int32_t)s->msgs[i].msg_len;
+    struct msghdr *m = &s->msgs[i].msg_hdr;
+    lens[i] = (m->msg_flags & MSG_TRUNC) ? -1 : (int32_t)s->msgs[i].msg_len;
     addrs[i] = ntohl(s->addrs[i].sin_addr.s_addr);
     ports[i] = ntohs(s->addrs[i].sin_port);
+    if (segs != NULL) {
+      segs[i] = 0;
+      for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL; c = CMSG_NXTHDR(m, c)) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+          int size;
+          memcpy(&size, CMSG_DATA(c), sizeof(size));
+          segs[i] = size;
+        }
+      }
+    }
   }
   return n;
 }
@@ -132,4 +169,122 @@ int weft_udp_send_batch(int fd, const uint8_t *slab, const int32_t *offsets,
     done++;
   }
   return sent;
+}
+
+/* Sends msgs[0..nmsg) with sendmmsg, skipping refused ones; counts in datagram units. */
+static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, struct weft_io *io) {
+  int done = 0;
+  while (done < nmsg) {
+    int r = sendmmsg(fd, s->msgs + done, (unsigned int)(nmsg - done), 0);
+    io->syscalls++;
+    if (r > 0) {
+      for (int i = done; i < done + r; i++) {
+        io->bytes += s->msgs[i].msg_len;
+        io->units += s->msg_units[i];
+      }
+      done += r;
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+      if (wait_writable(fd, io)) continue;
+      for (int i = done; i < nmsg; i++) io->failed += s->msg_units[i];
+      io->last_errno = EAGAIN;
+      break;
+    }
+    io->failed += s->msg_units[done];
+    io->last_errno = r < 0 ? errno : EIO;
+    done++;
+  }
+}
+
+/* Appends one message of `niov` iovecs (already in s->iov from `iov0`) to the batch. */
+static void add_msg(struct weft_scratch *s, int k, int iov0, int niov, uint32_t addr, uint16_t port,
+                    uint16_t gso_size, uint32_t units) {
+  struct msghdr *m = &s->msgs[k].msg_hdr;
+  memset(m, 0, sizeof(*m));
+  s->addrs[k].sin_family = AF_INET;
+  s->addrs[k].sin_port = htons(port);
+  s->addrs[k].sin_addr.s_addr = htonl(addr);
+  memset(s->addrs[k].sin_zero, 0, sizeof(s->addrs[k].sin_zero));
+  m->msg_name = &s->addrs[k];
+  m->msg_namelen = sizeof(s->addrs[k]);
+  m->msg_iov = &s->iov[iov0];
+  m->msg_iovlen = (size_t)niov;
+  if (gso_size > 0) {
+    m->msg_control = s->ctrl[k].buf;
+    m->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+    struct cmsghdr *c = CMSG_FIRSTHDR(m);
+    c->cmsg_level = SOL_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+    memcpy(CMSG_DATA(c), &gso_size, sizeof(gso_size));
+  }
+  s->msg_units[k] = units;
+}
+
+int weft_udp_send_vnet_batch(int fd, uint8_t *slab, const int32_t *offsets, const int32_t *lens,
+                             const uint32_t *addrs, const uint16_t *ports, int count, int use_gso,
+                             struct weft_scratch *s, struct weft_io *io) {
+  int nmsg = 0, niov = 0, nhdr = 0;
+  uint32_t before = io->units;
+  for (int i = 0; i < count; i++) {
+    uint8_t *p = slab + offsets[i];
+    if (lens[i] < WEFT_VNET_HDR_LEN + 20) {
+      io->malformed++;
+      continue;
+    }
+    struct weft_vnet_hdr h;
+    weft_vnet_read(p, &h);
+    uint8_t *pkt = p + WEFT_VNET_HDR_LEN;
+    size_t len = (size_t)lens[i] - WEFT_VNET_HDR_LEN;
+    if ((h.gso_type & ~WEFT_VNET_GSO_ECN) == WEFT_VNET_GSO_NONE) {
+      if ((h.flags & WEFT_VNET_F_NEEDS_CSUM) && weft_csum_complete(pkt, len, h.csum_start, h.csum_offset) < 0) {
+        io->malformed++;
+        continue;
+      }
+      if (nmsg + 1 > WEFT_MAX_BATCH || niov + 1 > WEFT_MAX_IOV) {
+        flush_msgs(fd, s, nmsg, io);
+        nmsg = niov = nhdr = 0;
+      }
+      s->iov[niov].iov_base = pkt;
+      s->iov[niov].iov_len = len;
+      add_msg(s, nmsg++, niov, 1, addrs[i], ports[i], 0, 1);
+      niov += 1;
+      continue;
+    }
+    /* a super-packet: make room for its worst case first */
+    if (nhdr + WEFT_GSO_MAX_SEGS > WEFT_MAX_HDRS || niov + 2 * WEFT_GSO_MAX_SEGS > WEFT_MAX_IOV ||
+        nmsg + WEFT_GSO_MAX_SEGS > WEFT_MAX_BATCH) {
+      flush_msgs(fd, s, nmsg, io);
+      nmsg = niov = nhdr = 0;
+    }
+    int n = weft_gso_split(pkt, len, &h, s->hdrs + (size_t)nhdr * WEFT_SEG_HDR_MAX, s->segs, WEFT_GSO_MAX_SEGS);
+    if (n < 0) {
+      io->malformed++;
+      continue;
+    }
+    nhdr += n;
+    size_t seg_wire = (size_t)s->segs[0].hdr_len + s->segs[0].payload_len; /* every segment but the last */
+    int per_msg = 1;
+    if (use_gso && n > 1) {
+      per_msg = (int)(WEFT_UDP_GSO_MAX_BYTES / seg_wire);
+      if (per_msg > WEFT_UDP_GSO_MAX_SEGS) per_msg = WEFT_UDP_GSO_MAX_SEGS;
+      if (per_msg < 1) per_msg = 1;
+    }
+    for (int k = 0; k < n; k += per_msg) {
+      int c = n - k < per_msg ? n - k : per_msg;
+      int iov0 = niov;
+      for (int j = k; j < k + c; j++) {
+        s->iov[niov].iov_base = (void *)s->segs[j].hdr;
+        s->iov[niov].iov_len = s->segs[j].hdr_len;
+        s->iov[niov + 1].iov_base = (void *)s->segs[j].payload;
+        s->iov[niov + 1].iov_len = s->segs[j].payload_len;
+        niov += 2;
+      }
+      add_msg(s, nmsg++, iov0, 2 * c, addrs[i], ports[i], c > 1 ? (uint16_t)seg_wire : 0, (uint32_t)c);
+    }
+  }
+  if (nmsg > 0) flush_msgs(fd, s, nmsg, io);
+  return (int)(io->units - before);
 }

@@ -20,7 +20,21 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "offload.h"
+
+/* Messages per sendmmsg/recvmmsg call */
 #define WEFT_MAX_BATCH 1024
+/* Packets per TUN write call (a GRO batch: up to 64 datagrams per received message) */
+#define WEFT_MAX_WRITE 16384
+/* iovecs and segment headers per send call (super-packets split into segments) */
+#define WEFT_MAX_IOV 16384
+#define WEFT_MAX_HDRS 8192
+/* Segments of one super-packet (64 KiB / 536-byte MSS < 128) */
+#define WEFT_GSO_MAX_SEGS 128
+/* Datagrams per UDP_SEGMENT send: the kernel's UDP_MAX_SEGMENTS is 64 on older kernels */
+#define WEFT_UDP_GSO_MAX_SEGS 64
+/* A UDP_SEGMENT send carries at most this many payload bytes in total */
+#define WEFT_UDP_GSO_MAX_BYTES 65000
 
 /* tun open flags (weft's own bits, mapped onto IFF_* in tun.c) */
 #define WEFT_TUN_VNET_HDR    0x1
@@ -35,13 +49,23 @@ struct weft_io {
   uint32_t failed;     /* packets that could not be sent/written (skipped) */
   int32_t last_errno;  /* errno of the last per-packet failure, 0 if none */
   uint32_t bytes;      /* payload bytes the kernel took (sends and writes) */
+  uint32_t units;      /* datagrams sent (sends) or TUN writes made (writes) */
+  uint32_t malformed;  /* super-packets that could not be split (dropped) */
 };
 
 /* Per-thread scratch space for batch calls; one per worker, never shared. */
 struct weft_scratch {
   struct mmsghdr msgs[WEFT_MAX_BATCH];
-  struct iovec iov[WEFT_MAX_BATCH];
   struct sockaddr_in addrs[WEFT_MAX_BATCH];
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctrl[WEFT_MAX_BATCH];
+  uint32_t msg_units[WEFT_MAX_BATCH];
+  struct iovec iov[WEFT_MAX_IOV];
+  uint8_t hdrs[WEFT_MAX_HDRS * WEFT_SEG_HDR_MAX];
+  struct weft_seg segs[WEFT_GSO_MAX_SEGS];
+  struct weft_gro_group groups[WEFT_MAX_WRITE];
 };
 
 /* ---- TUN ---- */
@@ -87,13 +111,44 @@ int weft_udp_open(uint32_t addr, uint16_t port, int flags, int *rcvbuf, int *snd
 
 /*
  * recvmmsg into slab slots (slot i at slab + i*slot_size). lens[i] is the
- * datagram length, or -1 when it did not fit its slot (truncated).
+ * message length, or -1 when it did not fit its slot (truncated). With UDP_GRO
+ * on, a message may hold several datagrams of one sender back to back: segs[i]
+ * is then their size (the last may be shorter), else 0. segs may be NULL.
  * Source address/port (host order) go to addrs[i]/ports[i].
  * Returns the count (0 when nothing is waiting) or -errno.
  */
 int weft_udp_recv_batch(int fd, uint8_t *slab, size_t slot_size, int max, int32_t *lens,
-                        uint32_t *addrs, uint16_t *ports, struct weft_scratch *s,
+                        int32_t *segs, uint32_t *addrs, uint16_t *ports, struct weft_scratch *s,
                         struct weft_io *io);
+
+/* Turns UDP_GRO on for the socket; 0 or -errno (kernels without it: -ENOPROTOOPT). */
+int weft_udp_set_gro(int fd, int on);
+/* 1 when the kernel knows UDP_SEGMENT, else 0. */
+int weft_udp_gso_supported(int fd);
+
+/*
+ * Sends packets read from a TUN with a virtio-net header: packet i is
+ * slab + offsets[i] (vnet header first), lens[i] bytes, to addrs[i]:ports[i].
+ * Partial checksums are completed; TCP/UDP super-packets are split into
+ * wire-sized packets (one datagram each), sent with UDP_SEGMENT when use_gso
+ * is set, else as separate datagrams of the same sendmmsg. io->units counts
+ * datagrams sent, io->failed datagrams refused, io->malformed packets that
+ * could not be split. Returns datagrams sent.
+ */
+int weft_udp_send_vnet_batch(int fd, uint8_t *slab, const int32_t *offsets, const int32_t *lens,
+                             const uint32_t *addrs, const uint16_t *ports, int count, int use_gso,
+                             struct weft_scratch *s, struct weft_io *io);
+
+/*
+ * Writes plain IPv4 packets (slab + offsets[i], lens[i]) to a TUN. With
+ * `vnet` every write carries a virtio-net header, and gro_flags merge
+ * consecutive segments of a flow into one write (see weft_gro_plan; the
+ * first packet's headers are rewritten in place). io->units counts writes.
+ * Returns the number of packets the kernel took.
+ */
+int weft_tun_write_packets(int fd, uint8_t *slab, const int32_t *offsets, const int32_t *lens,
+                           int count, int vnet, int gro_flags, struct weft_scratch *s,
+                           struct weft_io *io);
 
 /*
  * sendmmsg: datagram i is slab + offsets[i], lens[i], to addrs[i]:ports[i]

@@ -12,6 +12,7 @@ import { formatIpv4, formatPrefix, type Ipv4Prefix } from '../net/ipv4';
 import type { Logger } from '../log';
 import { RouteTable } from '../routing';
 import { TunDevice } from '../tun/tun-device';
+import { NO_OFFLOADS, type OffloadOptions } from '../workers/forwarder';
 import { ForwarderPool } from '../workers/pool';
 import type { Backend, PeerLease } from './backend';
 import { checkPeers } from './peer-spec';
@@ -29,14 +30,36 @@ export interface UdpBackendOptions {
   readonly batchSize: number;
   readonly socketBufferBytes: number;
   readonly icmpPerSecond: number;
+  readonly offloads: RequestedOffloads;
+  /** TUN transmit queue (packets the kernel holds for weft to read). */
+  readonly tunTxQueueLen: number;
   readonly log: Logger;
 }
+
+/** What the operator asked for; each falls back, logged once, when the kernel lacks it. */
+export interface RequestedOffloads {
+  /** virtio-net header on the TUN with checksum and TSO offload: 64 KiB TCP super-packets. */
+  readonly tunOffload: boolean;
+  /** UDP_SEGMENT: a split super-packet leaves in one system call. */
+  readonly udpGso: boolean;
+  /** UDP_GRO: many datagrams per received message. */
+  readonly udpGro: boolean;
+  /** Merge consecutive TCP segments of a flow into one TUN write (needs tunOffload). */
+  readonly coalesceTcp: boolean;
+  /** Merge consecutive UDP datagrams of a flow into one TUN write (needs tunOffload and TUN USO, kernel >= 6.2). */
+  readonly coalesceUdp: boolean;
+}
+
+export const ALL_OFFLOADS: RequestedOffloads = { tunOffload: true, udpGso: true, udpGro: true, coalesceTcp: true, coalesceUdp: true };
+export const DEFAULT_TUN_TXQUEUELEN = 1000;
 
 export const DEFAULT_BATCH_SIZE = 128;
 export const DEFAULT_SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_ICMP_PER_SECOND = 1000;
-/** Largest datagram accepted from a peer (any IPv4 packet fits). */
+/** Largest message accepted from a peer (any IPv4 packet, or a UDP_GRO message of up to 64 KiB). */
 const UDP_SLOT_BYTES = 65536;
+/** A TUN read with offloads: virtio-net header + a super-packet of up to 64 KiB. */
+const TUN_OFFLOAD_SLOT_BYTES = 65536 + 64;
 
 export class UdpBackend implements Backend {
   readonly type = 'udp' as const;
@@ -46,6 +69,8 @@ export class UdpBackend implements Backend {
   private readonly table = new RouteTable();
   private readonly peerPorts = new Map<string, PeerLease>();
   private device: TunDevice | undefined;
+  /** The offloads in effect after probing the kernel. */
+  offloads: OffloadOptions = NO_OFFLOADS;
   private udpFd = -1;
   private pool: ForwarderPool | undefined;
   private stopped = false;
@@ -84,16 +109,20 @@ export class UdpBackend implements Backend {
       throw toSysError(err, `cannot open UDP port ${formatIpv4(o.bindAddress)}:${o.port}`,
         'is another flanneld or weft using the port? (Backend.Port in net-conf.json chooses it)');
     }
+    const want = o.offloads;
     this.device = await TunDevice.create(this.native, {
       name: o.tunName,
       address: o.subnet.network,
       mtu: this.mtu,
       network: o.network,
       queues: o.workers,
-      vnetHdr: false,
+      vnetHdr: want.tunOffload,
+      txQueueLen: o.tunTxQueueLen,
     });
     o.log.info({ device: this.device.name, address: `${formatIpv4(o.subnet.network)}/32`, mtu: this.mtu, route: formatPrefix(o.network) }, 'tun device up');
-    const tunSlotSize = Math.ceil(Math.max(this.mtu, 1500) / 64) * 64;
+    this.offloads = this.probeOffloads(this.device, want);
+    o.log.info({ requested: want, inEffect: this.offloads }, 'offloads');
+    const tunSlotSize = this.offloads.vnetHdr ? TUN_OFFLOAD_SLOT_BYTES : Math.ceil(Math.max(this.mtu, 1500) / 64) * 64;
     this.pool = await ForwarderPool.start({
       tunFds: this.device.fds,
       udpFd: this.udpFd,
@@ -105,9 +134,52 @@ export class UdpBackend implements Backend {
       udpSlotSize: UDP_SLOT_BYTES,
       icmpPerSecond: o.icmpPerSecond,
       routes: this.table.snapshot(),
+      offloads: this.offloads,
     });
     this.pool.on('error', (err: Error) => this.onFatal(err));
     o.log.info({ workers: o.workers, batch: o.batchSize }, 'data plane running');
+  }
+
+  /** Turns on what was asked for and the kernel supports; says once what falls back. */
+  private probeOffloads(device: TunDevice, want: RequestedOffloads): OffloadOptions {
+    const n = this.native;
+    const log = this.options.log;
+    const vnetHdr = want.tunOffload;
+    let uso = false;
+    if (vnetHdr) {
+      const base = n.TUN_F_CSUM | n.TUN_F_TSO4 | n.TUN_F_TSO_ECN;
+      try {
+        device.setOffload(base | (want.coalesceUdp ? n.TUN_F_USO4 : 0));
+        uso = want.coalesceUdp;
+      } catch (err) {
+        try {
+          device.setOffload(base);
+          if (want.coalesceUdp) log.warn({ err: (err as Error).message }, 'the kernel refused TUN USO (needs >= 6.2): UDP coalescing is off');
+        } catch (err2) {
+          log.warn({ err: (err2 as Error).message }, 'the kernel refused TUN checksum/TSO offload: packets are read one MTU at a time');
+          // the device keeps its virtio-net header; packets simply never arrive as super-packets
+        }
+      }
+    }
+    let udpGro = want.udpGro;
+    if (udpGro) {
+      try {
+        n.udpSetGro(this.udpFd, true);
+      } catch (err) {
+        udpGro = false;
+        log.warn({ err: (err as Error).message }, 'the kernel refused UDP_GRO: one datagram per received message');
+      }
+    }
+    let udpGso = want.udpGso && vnetHdr;
+    if (udpGso && !n.udpGsoSupported(this.udpFd)) {
+      udpGso = false;
+      log.warn('the kernel lacks UDP_SEGMENT: split super-packets leave as separate datagrams of one sendmmsg');
+    }
+    if (!vnetHdr && (want.coalesceTcp || want.coalesceUdp)) {
+      log.info('TUN coalescing needs --tun-offload; it is off');
+    }
+    const groFlags = vnetHdr ? (want.coalesceTcp ? n.GRO_TCP : 0) | (uso ? n.GRO_UDP : 0) : 0;
+    return { vnetHdr, udpGso, udpGro, groFlags };
   }
 
   async setPeer(peer: PeerLease): Promise<void> {

@@ -94,6 +94,17 @@ export function addAgentCommand(program: Command): Command {
       .argParser(intIn('--workers', 1, 64)).default(AGENT_DEFAULTS.workers))
     .addOption(new Option('--batch-size <n>', 'packets per system call batch')
       .argParser(intIn('--batch-size', 1, 1024)).default(AGENT_DEFAULTS.batchSize))
+    .addOption(new Option('--tun-offload [bool]', 'virtio-net header with checksum/TSO offload on the TUN: reads 64 KiB TCP super-packets, split in userspace')
+      .argParser(parseBool).default(true).preset(true))
+    .addOption(new Option('--udp-gso [bool]', 'send a split super-packet with one UDP_SEGMENT system call').argParser(parseBool).default(true).preset(true))
+    .addOption(new Option('--udp-gro [bool]', 'receive many datagrams per message with UDP_GRO').argParser(parseBool).default(true).preset(true))
+    .addOption(new Option('--tun-coalesce [bool]', 'merge consecutive TCP segments of a flow into one TUN write').argParser(parseBool).default(true).preset(true))
+    .addOption(new Option('--tun-coalesce-udp [bool]', 'merge consecutive UDP datagrams of a flow into one TUN write (kernel >= 6.2)')
+      .argParser(parseBool).default(true).preset(true))
+    .addOption(new Option('--tun-txqueuelen <n>', 'packets the kernel may queue on the TUN for weft').argParser(intIn('--tun-txqueuelen', 1, 1_000_000))
+      .default(AGENT_DEFAULTS.tunTxQueueLen))
+    .addOption(new Option('--socket-buffer <bytes>', 'UDP receive and send buffer size').argParser(intIn('--socket-buffer', 65536, 1 << 30))
+      .default(AGENT_DEFAULTS.socketBufferBytes))
     .addOption(new Option('-v, --verbosity <level>', 'log verbosity: 0 info, 1 debug, 2 trace (flanneld: -v=N)')
       .argParser(intIn('-v', 0, 10)).default(0).env('FLANNELD_V'));
   for (const name of Object.keys(UNSUPPORTED_FLAGS)) {
@@ -137,6 +148,15 @@ export function addAgentCommand(program: Command): Command {
       healthzPort: o['healthzPort'] as number,
       workers: o['workers'] as number,
       batchSize: o['batchSize'] as number,
+      offloads: {
+        tunOffload: o['tunOffload'] as boolean,
+        udpGso: o['udpGso'] as boolean,
+        udpGro: o['udpGro'] as boolean,
+        coalesceTcp: o['tunCoalesce'] as boolean,
+        coalesceUdp: o['tunCoalesceUdp'] as boolean,
+      },
+      tunTxQueueLen: o['tunTxqueuelen'] as number,
+      socketBufferBytes: o['socketBuffer'] as number,
     };
     process.exitCode = await runAgent(options, createLogger(o['verbosity'] as number));
   });

@@ -18,7 +18,8 @@ import type { Backend } from '../backend/backend';
 import { IptablesRules } from '../backend/iptables';
 import { LeaseRoutes } from '../backend/lease-routes';
 import {
-  DEFAULT_BATCH_SIZE, DEFAULT_ICMP_PER_SECOND, DEFAULT_SOCKET_BUFFER_BYTES, UdpBackend,
+  DEFAULT_BATCH_SIZE, DEFAULT_ICMP_PER_SECOND, DEFAULT_SOCKET_BUFFER_BYTES, DEFAULT_TUN_TXQUEUELEN, UdpBackend,
+  type RequestedOffloads,
 } from '../backend/udp-backend';
 import { ConfigError } from '../errors';
 import type { Logger } from '../log';
@@ -69,6 +70,9 @@ export interface AgentOptions {
   readonly healthzPort: number;
   readonly workers: number;
   readonly batchSize: number;
+  readonly offloads: RequestedOffloads;
+  readonly tunTxQueueLen: number;
+  readonly socketBufferBytes: number;
 }
 
 export const AGENT_DEFAULTS = {
@@ -84,6 +88,8 @@ export const AGENT_DEFAULTS = {
   healthzPort: 0,
   workers: 1,
   batchSize: DEFAULT_BATCH_SIZE,
+  tunTxQueueLen: DEFAULT_TUN_TXQUEUELEN,
+  socketBufferBytes: DEFAULT_SOCKET_BUFFER_BYTES,
 } as const;
 
 /** Exit codes: 0 clean stop on a signal, 1 failure at run time, 2 bad configuration. */
@@ -259,8 +265,10 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
       port,
       workers: opts.workers,
       batchSize: opts.batchSize,
-      socketBufferBytes: DEFAULT_SOCKET_BUFFER_BYTES,
+      socketBufferBytes: opts.socketBufferBytes,
       icmpPerSecond: DEFAULT_ICMP_PER_SECOND,
+      offloads: opts.offloads,
+      tunTxQueueLen: opts.tunTxQueueLen,
       log,
     });
     const dataPlane: Backend = backend;

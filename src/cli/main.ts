@@ -2,6 +2,7 @@
  * The `weft` command line (commander). Subcommands:
  *   weft agent   run one host of the overlay
  *   weft demo    build a two-host overlay in network namespaces and show traffic crossing it
+ *   weft bench   compare weft with plain routing and the kernel's vxlan (bench/harness)
  *
  * flanneld's flags are written Go-style (`-iface=eth0`, `--iface eth0`,
  * `-v=2`); all of those forms are accepted.
@@ -9,6 +10,7 @@
 import { Command, Option } from 'commander';
 import { WeftError } from '../errors';
 import { addAgentCommand, intIn } from './agent-command';
+import { addBenchCommand } from './bench';
 import { runDemo } from './demo';
 
 
@@ -92,6 +94,8 @@ export function buildProgram(): Command {
     .action(async (o: { seconds: number; keepLogs?: boolean }) => {
       process.exitCode = await runDemo({ seconds: o.seconds, showLogs: o.keepLogs === true });
     });
+
+  addBenchCommand(program);
 
   return program;
 }

@@ -5,10 +5,11 @@
  * a caller-owned slab, offsets and lengths travel in typed arrays, results are
  * counts. Nothing here allocates per packet.
  *
- * `io` arrays (Uint32Array of length >= 4) receive, after each batch call:
+ * `io` arrays (Uint32Array of length >= 6) receive, after each batch call:
  * [0] system calls made, [1] packets skipped because the kernel refused them,
  * [2] errno of the last such refusal (0 if none), [3] bytes the kernel took
- * (sends and writes).
+ * (sends and writes), [4] datagrams sent (sends) or TUN writes made (writes),
+ * [5] super-packets that could not be split (dropped).
  */
 import * as path from 'node:path';
 import { NativeLoadError } from '../errors';
@@ -34,6 +35,16 @@ export interface NativeBinding {
   readonly TUN_VNET_HDR: number;
   readonly TUN_MULTI_QUEUE: number;
   readonly UDP_REUSEPORT: number;
+  readonly MAX_WRITE: number;
+  readonly VNET_HDR_LEN: number;
+  readonly TUN_F_CSUM: number;
+  readonly TUN_F_TSO4: number;
+  readonly TUN_F_TSO6: number;
+  readonly TUN_F_TSO_ECN: number;
+  readonly TUN_F_USO4: number;
+  readonly TUN_F_USO6: number;
+  readonly GRO_TCP: number;
+  readonly GRO_UDP: number;
 
   /** Opens or creates a TUN device (IFF_TUN|IFF_NO_PI plus flags). Non-blocking fd. */
   tunOpen(name: string, flags: number): TunHandle;
@@ -50,13 +61,48 @@ export interface NativeBinding {
   /** Non-blocking UDP socket bound to addr:port (host order); buffers forced to the given sizes when root. */
   udpOpen(addr: number, port: number, flags: number, rcvbuf: number, sndbuf: number): UdpHandle;
   /**
-   * recvmmsg into slots of `slotSize`: lens[i] (-1 if the datagram did not fit),
-   * source addrs[i]/ports[i]. Returns the count (0 when nothing is waiting).
+   * recvmmsg into slots of `slotSize`: lens[i] (-1 if the message did not fit),
+   * source addrs[i]/ports[i]. With UDP_GRO on (and `segs` given), a message may
+   * hold several datagrams of one sender back to back, each segs[i] bytes (the
+   * last may be shorter); segs[i] is 0 for a single datagram. Returns the count.
    */
   udpRecvBatch(
     fd: number, slab: Uint8Array, slotSize: number, max: number,
-    lens: Int32Array, addrs: Uint32Array, ports: Uint16Array, io: Uint32Array,
+    lens: Int32Array, segs: Int32Array | null, addrs: Uint32Array, ports: Uint16Array, io: Uint32Array,
   ): number;
+  /**
+   * Sends packets read from a TUN opened with a virtio-net header (each packet
+   * starts with it): completes partial checksums, splits TCP/UDP super-packets
+   * into wire-sized packets (one per datagram), with UDP_SEGMENT when useGso.
+   * Returns datagrams sent; io[4] too, io[5] = packets that could not be split.
+   */
+  udpSendVnetBatch(
+    fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array,
+    addrs: Uint32Array, ports: Uint16Array, count: number, useGso: boolean, io: Uint32Array,
+  ): number;
+  /**
+   * Writes plain IPv4 packets to a TUN. With `vnet` each write carries a
+   * virtio-net header and groFlags (GRO_TCP | GRO_UDP) merge consecutive
+   * segments of a flow into one write (merged packets' first headers are
+   * rewritten in the slab). Returns packets written; io[4] = writes made.
+   */
+  tunWritePackets(
+    fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array, count: number,
+    vnet: boolean, groFlags: number, io: Uint32Array,
+  ): number;
+  /** Turns UDP_GRO on; throws (ENOPROTOOPT) on kernels without it. */
+  udpSetGro(fd: number, on: boolean): void;
+  /** Whether the kernel knows UDP_SEGMENT. */
+  udpGsoSupported(fd: number): boolean;
+
+  /** The split as the send path does it: wire packets, or null when the packet cannot be split. For tests and benchmarks. */
+  gsoSplit(packetWithVnetHeader: Uint8Array): Buffer[] | null;
+  /** The coalescing as tunWritePackets does it: each write (vnet header + packet). For tests and benchmarks. */
+  groCoalesce(slab: Uint8Array, offsets: Int32Array, lens: Int32Array, count: number, flags: number): Buffer[];
+  /** Completes a partial checksum in place; false when the offsets do not fit. */
+  csumComplete(packet: Uint8Array, csumStart: number, csumOffset: number): boolean;
+  /** The Internet checksum as the C code computes it. */
+  checksum(buf: Uint8Array, off: number, len: number): number;
   /** sendmmsg of `slab[offsets[i]..+lens[i]]` to addrs[i]:ports[i]. Returns how many were sent. */
   udpSendBatch(
     fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array,

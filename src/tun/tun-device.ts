@@ -27,8 +27,10 @@ export interface TunDeviceOptions {
   readonly network: Ipv4Prefix;
   /** Queues (one fd each); > 1 needs IFF_MULTI_QUEUE. */
   readonly queues: number;
-  /** Open with a virtio-net header (offloads; see issue 4). */
+  /** Open with a virtio-net header (needed for offloads). */
   readonly vnetHdr: boolean;
+  /** Packets the kernel may queue for weft to read before it drops (default 500). */
+  readonly txQueueLen?: number;
 }
 
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
@@ -91,10 +93,23 @@ export class TunDevice {
     await writeSysctl(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, '1', true);
     await writeSysctl(`/proc/sys/net/ipv4/conf/${name}/accept_local`, '1', false);
     await ip(['addr', 'add', `${formatIpv4(address)}/32`, 'dev', name]);
-    await ip(['link', 'set', 'dev', name, 'mtu', String(mtu), 'up']);
+    await ip(['link', 'set', 'dev', name, 'mtu', String(mtu), ...(this.options.txQueueLen === undefined ? [] : ['txqueuelen', String(this.options.txQueueLen)]), 'up']);
     await ip(['route', 'add', formatPrefix(network), 'dev', name], {
       hint: `is ${formatPrefix(network)} already routed on this host (another overlay)? \`ip route show ${formatPrefix(network)}\` tells`,
     });
+  }
+
+  /**
+   * Asks the kernel for offloads (TUNSETOFFLOAD TUN_F_*): with them, reads may
+   * be TSO super-packets and writes may be GSO packets. Throws SysError
+   * (EINVAL when the kernel lacks a flag).
+   */
+  setOffload(flags: number): void {
+    try {
+      this.native.tunSetOffload(this.fds[0] as number, flags);
+    } catch (err) {
+      throw toSysError(err, `cannot set offloads 0x${flags.toString(16)} on ${this.name}`);
+    }
   }
 
   /**

@@ -22,6 +22,7 @@ export const enum Counter {
   DropNoRoute,
   DropTtlExpiredEncap,
   DropUdpSendFailed,
+  DropSplitFailed,
 
   /** udp -> tun drops, one per reason */
   DropTooShort,
@@ -69,18 +70,19 @@ const drop = (direction: string, reason: string, help: string, name = `drop_${re
 
 /** Description of every counter, indexed by Counter. Names are unique. */
 export const COUNTER_INFO: readonly CounterInfo[] = [
-  { name: 'tun_rx_packets', metric: 'weft_tun_rx_packets_total', help: 'Packets read from the TUN device' },
+  { name: 'tun_rx_packets', metric: 'weft_tun_rx_packets_total', help: 'Packets read from the TUN device (a TSO super-packet counts once)' },
   { name: 'tun_rx_bytes', metric: 'weft_tun_rx_bytes_total', help: 'Bytes read from the TUN device' },
   { name: 'udp_tx_packets', metric: 'weft_udp_tx_packets_total', help: 'Datagrams sent to peers' },
   { name: 'udp_tx_bytes', metric: 'weft_udp_tx_bytes_total', help: 'Payload bytes sent to peers' },
   { name: 'udp_rx_packets', metric: 'weft_udp_rx_packets_total', help: 'Datagrams received from peers' },
   { name: 'udp_rx_bytes', metric: 'weft_udp_rx_bytes_total', help: 'Payload bytes received from peers' },
-  { name: 'tun_tx_packets', metric: 'weft_tun_tx_packets_total', help: 'Packets written to the TUN device' },
-  { name: 'tun_tx_bytes', metric: 'weft_tun_tx_bytes_total', help: 'Bytes written to the TUN device' },
+  { name: 'tun_tx_packets', metric: 'weft_tun_tx_packets_total', help: 'Packets written to the TUN device (each coalesced segment counts)' },
+  { name: 'tun_tx_bytes', metric: 'weft_tun_tx_bytes_total', help: 'Bytes written to the TUN device (coalesced packets count their merged size)' },
   drop('encap', 'not_ipv4', 'Packet from the TUN that is not IPv4'),
   drop('encap', 'no_route', 'No peer owns the destination subnet'),
   drop('encap', 'ttl_expired', 'TTL reached 0 before encapsulation', 'drop_ttl_expired_encap'),
   drop('encap', 'send_failed', 'The kernel refused the datagram'),
+  drop('encap', 'split_failed', 'A super-packet from the TUN that could not be split into wire packets'),
   drop('decap', 'too_short', 'Datagram shorter than an IPv4 header'),
   drop('decap', 'bad_version', 'Datagram is not IPv4'),
   drop('decap', 'bad_header_length', 'IPv4 header length out of range'),

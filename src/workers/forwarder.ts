@@ -39,7 +39,27 @@ import type { NativeBinding } from '../native';
 import { Counter } from './counters';
 
 /** The parts of the native addon the packet loop uses (a fake can stand in). */
-export type PacketIo = Pick<NativeBinding, 'tunReadBatch' | 'tunWriteBatch' | 'udpRecvBatch' | 'udpSendBatch'>;
+export type PacketIo = Pick<NativeBinding,
+  'tunReadBatch' | 'tunWriteBatch' | 'udpRecvBatch' | 'udpSendBatch' | 'udpSendVnetBatch' | 'tunWritePackets'>;
+
+/** Which offloads the data path uses; each one can be switched off (and is, when the kernel lacks it). */
+export interface OffloadOptions {
+  /** The TUN was opened with a virtio-net header (reads may be TSO super-packets; writes carry a header). */
+  readonly vnetHdr: boolean;
+  /** Send split super-packets with UDP_SEGMENT (one system call per super-packet). */
+  readonly udpGso: boolean;
+  /** The socket has UDP_GRO: a received message may hold many datagrams. */
+  readonly udpGro: boolean;
+  /** GRO_TCP | GRO_UDP: merge consecutive segments of a flow into one TUN write (needs vnetHdr). */
+  readonly groFlags: number;
+}
+
+export const NO_OFFLOADS: OffloadOptions = { vnetHdr: false, udpGso: false, udpGro: false, groFlags: 0 };
+
+/** Bytes of a virtio-net header. */
+const VNET_HDR_LEN = 10;
+/** At most this many datagrams arrive in one UDP_GRO message (the kernel's UDP_GRO_CNT_MAX). */
+const DATAGRAMS_PER_MESSAGE = 64;
 
 export interface ForwarderOptions {
   readonly tunFd: number;
@@ -60,6 +80,7 @@ export interface ForwarderOptions {
   readonly routes: RouteSnapshot;
   /** Batch calls per readiness event before yielding to the event loop. */
   readonly maxBatchesPerWakeup?: number;
+  readonly offloads?: OffloadOptions;
 }
 
 /** Room for one ICMP error: IP header + ICMP header + quoted header with options + 8 bytes. */
@@ -73,6 +94,9 @@ export class Forwarder {
   private readonly localNet: number;
   private readonly localMask: number;
   private readonly maxRounds: number;
+  private readonly off: OffloadOptions;
+  private readonly writeCapacity: number;
+  private readonly segs: Int32Array | null;
 
   // encap state
   private readonly tunSlab: Buffer;
@@ -100,7 +124,7 @@ export class Forwarder {
   private icmpRefilledAt: number;
   private readonly icmpBurst: number;
 
-  private readonly ioResult = new Uint32Array(4);
+  private readonly ioResult = new Uint32Array(6);
 
   constructor(io: PacketIo, options: ForwarderOptions) {
     this.io = io;
@@ -110,7 +134,10 @@ export class Forwarder {
     this.localMask = prefixMask(options.localSubnet.length);
     this.localNet = options.localSubnet.network;
     this.maxRounds = options.maxBatchesPerWakeup ?? 8;
+    this.off = options.offloads ?? NO_OFFLOADS;
     const n = options.batchSize;
+    this.writeCapacity = this.off.udpGro ? n * DATAGRAMS_PER_MESSAGE : n;
+    this.segs = this.off.udpGro ? new Int32Array(n) : null;
 
     this.tunSlab = Buffer.alloc(n * options.tunSlotSize);
     this.tunLens = new Int32Array(n);
@@ -123,9 +150,10 @@ export class Forwarder {
     this.udpLens = new Int32Array(n);
     this.srcAddrs = new Uint32Array(n);
     this.srcPorts = new Uint16Array(n);
-    this.writeOffsets = new Int32Array(n);
-    this.writeLens = new Int32Array(n);
+    this.writeOffsets = new Int32Array(this.writeCapacity);
+    this.writeLens = new Int32Array(this.writeCapacity);
 
+    // ICMP errors are plain packets; in vnet mode the TUN writer adds the header itself
     this.icmpSlab = Buffer.alloc(n * ICMP_SLOT_BYTES);
     this.icmpOffsets = new Int32Array(n);
     this.icmpLens = new Int32Array(n);
@@ -150,6 +178,8 @@ export class Forwarder {
     const slab = this.tunSlab;
     const lens = this.tunLens;
     const res = this.ioResult;
+    const vnet = this.off.vnetHdr;
+    const hdr = vnet ? VNET_HDR_LEN : 0;
     let total = 0;
     for (let round = 0; round < this.maxRounds; round++) {
       const n = io.tunReadBatch(tunFd, slab, tunSlotSize, batchSize, lens, res);
@@ -162,33 +192,34 @@ export class Forwarder {
       let icmp = 0;
       let bytes = 0;
       for (let i = 0; i < n; i++) {
-        const off = i * tunSlotSize;
-        const len = lens[i] as number;
+        const slot = i * tunSlotSize;
+        const ip = slot + hdr; // the IP packet (after the virtio-net header in vnet mode)
+        const len = (lens[i] as number) - hdr;
         bytes += len;
-        if (len < 20 || ((slab[off] as number) >> 4) !== 4) {
+        if (len < 20 || ((slab[ip] as number) >> 4) !== 4) {
           c[Counter.DropTunNotIpv4]++;
           continue;
         }
-        const r = routes.lookup(ipv4Dst(slab, off));
+        const r = routes.lookup(ipv4Dst(slab, ip));
         if (r < 0) {
           c[Counter.DropNoRoute]++;
-          if (this.queueIcmp(icmp, ICMP_DEST_UNREACH, ICMP_NET_UNREACH, slab, off, len, 0, 0)) {
+          if (this.queueIcmp(icmp, ICMP_DEST_UNREACH, ICMP_NET_UNREACH, slab, ip, len, 0, 0)) {
             icmp++;
             c[Counter.IcmpNetUnreachableSent]++;
           }
           continue;
         }
-        if ((slab[off + 8] as number) <= 1) {
+        if ((slab[ip + 8] as number) <= 1) {
           c[Counter.DropTtlExpiredEncap]++;
-          if (this.queueIcmp(icmp, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, slab, off, len, 0, 0)) {
+          if (this.queueIcmp(icmp, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, slab, ip, len, 0, 0)) {
             icmp++;
             c[Counter.IcmpTimeExceededSent]++;
           }
           continue;
         }
-        decrementTtl(slab, off);
-        this.sendOffsets[out] = off;
-        this.sendLens[out] = len;
+        decrementTtl(slab, ip); // a super-packet's segments all inherit it
+        this.sendOffsets[out] = slot;
+        this.sendLens[out] = len + hdr;
         this.sendAddrs[out] = routes.peerAddress[r] as number;
         this.sendPorts[out] = routes.peerPort[r] as number;
         out++;
@@ -196,9 +227,14 @@ export class Forwarder {
       c[Counter.TunRxPackets] += n;
       c[Counter.TunRxBytes] += bytes;
       if (out > 0) {
-        const sent = io.udpSendBatch(udpFd, slab, this.sendOffsets, this.sendLens, this.sendAddrs, this.sendPorts, out, res);
+        if (vnet) {
+          io.udpSendVnetBatch(udpFd, slab, this.sendOffsets, this.sendLens, this.sendAddrs, this.sendPorts, out, this.off.udpGso, res);
+          c[Counter.UdpTxPackets] += res[4] as number;
+          c[Counter.DropSplitFailed] += res[5] as number;
+        } else {
+          c[Counter.UdpTxPackets] += io.udpSendBatch(udpFd, slab, this.sendOffsets, this.sendLens, this.sendAddrs, this.sendPorts, out, res);
+        }
         c[Counter.SyscallsUdpSend] += res[0] as number;
-        c[Counter.UdpTxPackets] += sent;
         c[Counter.UdpTxBytes] += res[3] as number;
         c[Counter.DropUdpSendFailed] += res[1] as number;
       }
@@ -210,69 +246,85 @@ export class Forwarder {
 
   /** Drains the UDP socket (up to maxBatchesPerWakeup batches). Returns datagrams received. */
   pumpUdp(): number {
-    const { tunFd, udpFd, batchSize, udpSlotSize } = this.opt;
+    const { udpFd, batchSize, udpSlotSize } = this.opt;
     const io = this.io;
     const c = this.c;
     const slab = this.udpSlab;
     const lens = this.udpLens;
+    const segs = this.segs;
     const res = this.ioResult;
     const localMask = this.localMask;
     const localNet = this.localNet;
     let total = 0;
     for (let round = 0; round < this.maxRounds; round++) {
-      const n = io.udpRecvBatch(udpFd, slab, udpSlotSize, batchSize, lens, this.srcAddrs, this.srcPorts, res);
+      const n = io.udpRecvBatch(udpFd, slab, udpSlotSize, batchSize, lens, segs, this.srcAddrs, this.srcPorts, res);
       c[Counter.SyscallsUdpRecv] += res[0] as number;
       c[Counter.BatchesUdpRecv]++;
       if (n === 0) break;
-      total += n;
       let out = 0;
       let icmp = 0;
+      let datagrams = 0;
       let bytesIn = 0;
       for (let i = 0; i < n; i++) {
-        const off = i * udpSlotSize;
-        const len = lens[i] as number;
-        if (len < 0) {
+        const message = lens[i] as number;
+        if (message < 0) {
           c[Counter.DropTruncated]++;
+          datagrams++;
           continue;
         }
-        bytesIn += len;
-        const verdict = validateIpv4(slab, off, len);
-        if (verdict !== Ipv4Drop.Ok) {
-          c[Counter.DropTooShort + verdict - 1]++;
-          continue;
-        }
-        if (((ipv4Dst(slab, off) & localMask) >>> 0) !== localNet) {
-          c[Counter.DropNotLocalSubnet]++;
-          continue;
-        }
-        if ((slab[off + 8] as number) <= 1) {
-          c[Counter.DropTtlExpiredDecap]++;
-          const back = this.queueIcmp(icmp, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, slab, off, len,
-            this.srcAddrs[i] as number, this.srcPorts[i] as number);
-          if (back) {
-            icmp++;
-            c[Counter.IcmpTimeExceededSent]++;
+        bytesIn += message;
+        const step = segs !== null && (segs[i] as number) > 0 ? (segs[i] as number) : Math.max(message, 1);
+        for (let at = 0; at < message || (message === 0 && at === 0); at += step) {
+          const off = i * udpSlotSize + at;
+          const len = Math.min(step, message - at);
+          datagrams++;
+          const verdict = validateIpv4(slab, off, len);
+          if (verdict !== Ipv4Drop.Ok) {
+            c[Counter.DropTooShort + verdict - 1]++;
+            continue;
           }
-          continue;
+          if (((ipv4Dst(slab, off) & localMask) >>> 0) !== localNet) {
+            c[Counter.DropNotLocalSubnet]++;
+            continue;
+          }
+          if ((slab[off + 8] as number) <= 1) {
+            c[Counter.DropTtlExpiredDecap]++;
+            const back = this.queueIcmp(icmp, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, slab, off, len,
+              this.srcAddrs[i] as number, this.srcPorts[i] as number);
+            if (back) {
+              icmp++;
+              c[Counter.IcmpTimeExceededSent]++;
+            }
+            continue;
+          }
+          decrementTtl(slab, off);
+          if (out === this.writeCapacity) out = this.flushToTun(out);
+          this.writeOffsets[out] = off;
+          this.writeLens[out] = len;
+          out++;
         }
-        decrementTtl(slab, off);
-        this.writeOffsets[out] = off;
-        this.writeLens[out] = len;
-        out++;
       }
-      c[Counter.UdpRxPackets] += n;
+      total += datagrams;
+      c[Counter.UdpRxPackets] += datagrams;
       c[Counter.UdpRxBytes] += bytesIn;
-      if (out > 0) {
-        const written = io.tunWriteBatch(tunFd, slab, this.writeOffsets, this.writeLens, out, res);
-        c[Counter.SyscallsTunWrite] += res[0] as number;
-        c[Counter.TunTxPackets] += written;
-        c[Counter.TunTxBytes] += res[3] as number;
-        c[Counter.DropTunWriteFailed] += res[1] as number;
-      }
+      if (out > 0) this.flushToTun(out);
       if (icmp > 0) this.flushIcmpToUdp(icmp);
       if (n < batchSize) break;
     }
     return total;
+  }
+
+  /** Writes the first `count` accepted packets of the UDP slab to the TUN; returns 0 (the list is empty again). */
+  private flushToTun(count: number): number {
+    const res = this.ioResult;
+    const written = this.off.vnetHdr
+      ? this.io.tunWritePackets(this.opt.tunFd, this.udpSlab, this.writeOffsets, this.writeLens, count, true, this.off.groFlags, res)
+      : this.io.tunWriteBatch(this.opt.tunFd, this.udpSlab, this.writeOffsets, this.writeLens, count, res);
+    this.c[Counter.SyscallsTunWrite] += res[0] as number;
+    this.c[Counter.TunTxPackets] += written;
+    this.c[Counter.TunTxBytes] += res[3] as number;
+    this.c[Counter.DropTunWriteFailed] += res[1] as number;
+    return 0;
   }
 
   /**
@@ -314,7 +366,9 @@ export class Forwarder {
 
   private flushIcmpToTun(count: number): void {
     const res = this.ioResult;
-    const written = this.io.tunWriteBatch(this.opt.tunFd, this.icmpSlab, this.icmpOffsets, this.icmpLens, count, res);
+    const written = this.off.vnetHdr
+      ? this.io.tunWritePackets(this.opt.tunFd, this.icmpSlab, this.icmpOffsets, this.icmpLens, count, true, 0, res)
+      : this.io.tunWriteBatch(this.opt.tunFd, this.icmpSlab, this.icmpOffsets, this.icmpLens, count, res);
     this.c[Counter.SyscallsTunWrite] += res[0] as number;
     this.c[Counter.TunTxPackets] += written;
     this.c[Counter.TunTxBytes] += res[3] as number;

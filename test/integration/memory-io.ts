@@ -20,8 +20,15 @@
  *   udpSendBatch  one sendmmsg() per run of accepted datagrams and one per refused
  *                 datagram (the kernel stops at a refusal; the loop skips it and resumes).
  * Not modelled: EINTR, EAGAIN on send (socket buffer full), read errors.
+ *
+ * Offload mode (virtio-net header on the TUN, UDP_GSO/UDP_GRO on the socket):
+ * udpSendVnetBatch and tunWritePackets split and coalesce with the real
+ * native code (gsoSplit, groCoalesce, csumComplete) — only the I/O is fake.
+ * `udp.injectGro` queues one message holding several datagrams, as UDP_GRO
+ * delivers them; TUN writes in vnet mode are recorded with their header.
  */
 import { constants } from 'node:os';
+import { loadNative } from '../../src/native';
 import type { PacketIo } from '../../src/workers/forwarder';
 
 export interface Datagram {
@@ -46,13 +53,20 @@ export class MemoryTun {
 }
 
 export class MemoryUdp {
-  readonly pending: Datagram[] = [];
+  /** Messages waiting; `segment` > 0 marks a UDP_GRO message of datagrams of that size. */
+  readonly pending: Array<Datagram & { readonly segment?: number }> = [];
   readonly sent: Datagram[] = [];
   refuse: (datagram: Datagram) => boolean = () => false;
   refuseErrno: number = constants.errno.EMSGSIZE;
 
   inject(bytes: Uint8Array, addr: number, port: number): void {
     this.pending.push({ bytes: Buffer.from(bytes), addr, port });
+  }
+
+  /** One UDP_GRO message: the datagrams back to back; all but the last must be `segment` bytes. */
+  injectGro(datagrams: readonly Uint8Array[], addr: number, port: number): void {
+    const segment = datagrams[0]?.length ?? 0;
+    this.pending.push({ bytes: Buffer.concat(datagrams.map((d) => Buffer.from(d))), addr, port, segment });
   }
 }
 
@@ -108,17 +122,20 @@ export class MemoryPacketIo implements PacketIo {
 
   udpRecvBatch(
     fd: number, slab: Uint8Array, slotSize: number, max: number,
-    lens: Int32Array, addrs: Uint32Array, ports: Uint16Array, io: Uint32Array,
+    lens: Int32Array, segs: Int32Array | null, addrs: Uint32Array, ports: Uint16Array, io: Uint32Array,
   ): number {
     this.checkFd(fd, this.udpFd, 'udpRecvBatch');
-    checkSlots(slab, slotSize, max, Math.min(lens.length, addrs.length, ports.length));
+    checkSlots(slab, slotSize, max, Math.min(lens.length, addrs.length, ports.length, segs?.length ?? Infinity));
     let n = 0;
     while (n < max) {
-      const d = this.udp.pending.shift();
+      const d = this.udp.pending[0];
       if (d === undefined) break;
+      if (d.segment !== undefined && segs === null) throw new Error('test setup: a GRO message for a socket without UDP_GRO');
+      this.udp.pending.shift();
       // Like recvmmsg with MSG_TRUNC in msg_flags: the slot gets what fits, the length says -1.
       slab.set(d.bytes.subarray(0, slotSize), n * slotSize);
       lens[n] = d.bytes.length > slotSize ? -1 : d.bytes.length;
+      if (segs !== null) segs[n] = d.segment ?? 0;
       addrs[n] = d.addr;
       ports[n] = d.port;
       n++;
@@ -163,16 +180,91 @@ export class MemoryPacketIo implements PacketIo {
     return sent;
   }
 
+  /** One sendmmsg; super-packets split by the native code; GSO sends still record one datagram per segment. */
+  udpSendVnetBatch(
+    fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array,
+    addrs: Uint32Array, ports: Uint16Array, count: number, _useGso: boolean, io: Uint32Array,
+  ): number {
+    this.checkFd(fd, this.udpFd, 'udpSendVnetBatch');
+    checkSpans(slab, offsets, lens, count);
+    const native = loadNative();
+    let sent = 0;
+    let failed = 0;
+    let bytes = 0;
+    let malformed = 0;
+    for (let i = 0; i < count; i++) {
+      const packet = slab.subarray(offsets[i] as number, (offsets[i] as number) + (lens[i] as number));
+      const gsoType = (packet[1] as number) & 0x7f;
+      let wire: Buffer[] | null;
+      if (gsoType === 0) {
+        const ip = Buffer.from(packet.subarray(10));
+        const needsCsum = ((packet[0] as number) & 1) !== 0;
+        const csumStart = (packet[6] as number) | ((packet[7] as number) << 8);
+        const csumOffset = (packet[8] as number) | ((packet[9] as number) << 8);
+        wire = needsCsum && !native.csumComplete(ip, csumStart, csumOffset) ? null : [ip];
+      } else {
+        wire = native.gsoSplit(packet);
+      }
+      if (wire === null) {
+        malformed++;
+        continue;
+      }
+      for (const bytesOut of wire) {
+        const d: Datagram = { bytes: bytesOut, addr: addrs[i] as number, port: ports[i] as number };
+        if (this.udp.refuse(d)) {
+          failed++;
+          continue;
+        }
+        this.udp.sent.push(d);
+        bytes += d.bytes.length;
+        sent++;
+      }
+    }
+    report(io, 1, failed, failed > 0 ? this.udp.refuseErrno : 0, bytes, sent, malformed);
+    return sent;
+  }
+
+  /** Without vnet: tunWriteBatch. With vnet: the native coalescing decides the writes; each is recorded with its header. */
+  tunWritePackets(
+    fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array, count: number,
+    vnet: boolean, groFlags: number, io: Uint32Array,
+  ): number {
+    if (!vnet) return this.tunWriteBatch(fd, slab, offsets, lens, count, io);
+    this.checkFd(fd, this.tunFd, 'tunWritePackets');
+    checkSpans(slab, offsets, lens, count);
+    const writes = loadNative().groCoalesce(slab, offsets, lens, count, groFlags);
+    let written = 0;
+    let failed = 0;
+    let bytes = 0;
+    let next = 0;
+    for (const w of writes) {
+      const segments = w.readUInt8(1) === 0 ? 1 : Math.ceil((w.length - 10 - w.readUInt16LE(2)) / w.readUInt16LE(4));
+      next += segments;
+      if (this.tun.refuse(w)) {
+        failed += segments;
+        continue;
+      }
+      this.tun.written.push(w);
+      bytes += w.length - 10;
+      written += segments;
+    }
+    if (next !== count) throw new Error(`coalescing accounted for ${next} packets of ${count}`);
+    report(io, writes.length, failed, failed > 0 ? this.tun.refuseErrno : 0, bytes, writes.length, 0);
+    return written;
+  }
+
   private checkFd(got: number, want: number, call: string): void {
     if (got !== want) throw new Error(`${call} called with fd ${got}, expected ${want}`);
   }
 }
 
-function report(io: Uint32Array, syscalls: number, failed: number, lastErrno: number, bytes: number): void {
+function report(io: Uint32Array, syscalls: number, failed: number, lastErrno: number, bytes: number, units = 0, malformed = 0): void {
   io[0] = syscalls;
   io[1] = failed;
   io[2] = lastErrno;
   io[3] = bytes;
+  io[4] = units;
+  io[5] = malformed;
 }
 
 /** A copy of slab[offset, offset + len): the slab is reused after the call. */

@@ -104,7 +104,8 @@ describe('buildProgram', () => {
       '--lease-file', '--subnet-lease-renew-margin', '--subnet-lease-ttl', '--subnet-file',
       '--subnet', '--peer', '--peers-file',
       '--ip-masq', '--iptables-resync', '--iptables-forward-rules', '--healthz-ip', '--healthz-port',
-      '--tun-name', '--workers', '--batch-size', '--verbosity',
+      '--tun-name', '--workers', '--batch-size', '--tun-offload', '--udp-gso', '--udp-gro', '--tun-coalesce',
+      '--tun-coalesce-udp', '--tun-txqueuelen', '--socket-buffer', '--verbosity',
     ]);
     const help = agent.helpInformation();
     for (const option of agent.options.filter((o) => !o.hidden)) {

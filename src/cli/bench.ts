@@ -1,0 +1,85 @@
+/**
+ * `weft bench`: the macro benchmark's command line. The benchmark itself
+ * lives in bench/harness (run.ts, loaded when it runs); this file only turns
+ * options into a BenchOptions.
+ */
+import * as path from 'node:path';
+import { Option, type Command } from 'commander';
+import { UsageError } from '../errors';
+import { defaultModeNames, readVariantsFile, resolveModes, WEFT_VARIANTS, type WeftVariant } from '../../bench/harness/modes';
+import { DEFAULT_OUT_DIR, DEFAULT_PING_COUNT, DEFAULT_REPS, DEFAULT_SECONDS, QUICK } from '../../bench/harness/options';
+
+function intOption(flag: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag} ${value}: expected a whole number from ${min} to ${max}`);
+    return n;
+  };
+}
+
+interface BenchCliOptions {
+  quick?: boolean;
+  modes?: string;
+  variants?: string;
+  reps?: number;
+  seconds?: number;
+  pings: number;
+  out: string;
+  sockperf: boolean;
+  chart: boolean;
+}
+
+function variantsHelp(): string {
+  const width = Math.max(...WEFT_VARIANTS.map((v) => v.name.length));
+  return WEFT_VARIANTS.map((v) => `  ${v.name.padEnd(width)}  ${v.default ? '(default) ' : ''}${v.flags.join(' ') || '(no flags)'}: ${v.about}`).join('\n');
+}
+
+export function addBenchCommand(program: Command): void {
+  program
+    .command('bench')
+    .description(
+      'Measure pod-to-pod throughput, small-packet rate, latency, CPU per Gbit and (weft) system calls per packet, ' +
+        'through plain routing (direct), the kernel\'s vxlan as flannel sets it up, and weft agent configurations, ' +
+        'each on a fresh two-host namespace lab (veth underlay, MTU 1500). Prints a table; writes raw figures as JSON ' +
+        'and a chart as SVG. Needs root, iproute2, ping and iperf3 (sockperf optional).',
+    )
+    .addOption(new Option('--quick', `a fast check: ${QUICK.reps} run of each test, ${QUICK.seconds} s long (--reps/--seconds still win)`))
+    .addOption(new Option('--modes <list>',
+      'comma-separated modes, in order: direct, vxlan, a weft variant\'s name (below), or NAME:FLAGS for a variant plus ' +
+      'agent flags given verbatim, space-separated (e.g. "weft-udp:--workers=2 --batch-size=64"; an unknown NAME starts from no flags) ' +
+      `(default: ${defaultModeNames().join(',')})`))
+    .addOption(new Option('--variants <file>', 'JSON object of name -> array of agent flags; adds weft variants (and, without --modes, runs them instead of the built-in ones)'))
+    .addOption(new Option('--reps <n>', `repetitions of each measurement, median and min-max reported (default: ${DEFAULT_REPS})`)
+      .argParser(intOption('--reps', 1, 100)))
+    .addOption(new Option('--seconds <n>', `length of each iperf3 and sockperf run (default: ${DEFAULT_SECONDS})`)
+      .argParser(intOption('--seconds', 1, 600)))
+    .addOption(new Option('--pings <n>', 'pings per latency run (10 ms apart)').argParser(intOption('--pings', 5, 10_000)).default(DEFAULT_PING_COUNT))
+    .addOption(new Option('--out <dir>', 'where <timestamp>.json / .svg and latest.json / .svg go').default(DEFAULT_OUT_DIR, 'bench/results'))
+    .addOption(new Option('--no-sockperf', 'skip the sockperf latency test even when sockperf is installed'))
+    .addOption(new Option('--no-chart', 'do not draw the SVG chart'))
+    .addHelpText('after', `\nweft variants (bench/harness/modes.ts, WEFT_VARIANTS):\n${variantsHelp()}\n` +
+      'A variant naming a flag `weft agent --help` does not list is skipped with a note.\n\n' +
+      'Examples:\n  weft bench --quick\n  weft bench --modes vxlan,weft-udp,"weft-udp:--batch-size=8" --reps 5\n  npm run bench -- --quick --modes direct,weft-udp')
+    .action(async (o: BenchCliOptions) => {
+      let variants: readonly WeftVariant[] = WEFT_VARIANTS;
+      let modeNames = defaultModeNames();
+      if (o.variants !== undefined) {
+        const extra = readVariantsFile(o.variants);
+        const names = new Set(extra.map((v) => v.name));
+        variants = [...WEFT_VARIANTS.filter((v) => !names.has(v.name)), ...extra];
+        modeNames = ['direct', 'vxlan', ...extra.map((v) => v.name)];
+      }
+      if (o.modes !== undefined) modeNames = o.modes.split(',');
+      // the harness (labs, probes, chart) loads only when a benchmark runs, never with `weft agent`
+      const { runBench } = await import('../../bench/harness/run');
+      process.exitCode = await runBench({
+        modes: resolveModes(modeNames, variants),
+        reps: o.reps ?? (o.quick === true ? QUICK.reps : DEFAULT_REPS),
+        seconds: o.seconds ?? (o.quick === true ? QUICK.seconds : DEFAULT_SECONDS),
+        pingCount: o.pings,
+        outDir: path.resolve(o.out),
+        sockperf: o.sockperf,
+        chart: o.chart,
+      });
+    });
+}
