@@ -87,7 +87,9 @@ static void *get_typed(napi_env env, napi_value v, napi_typedarray_type want, si
   if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return NULL;
   if (napi_get_typedarray_info(env, v, &type, len, &data, NULL, NULL) != napi_ok) return NULL;
   if (type != want) return NULL;
-  return data;
+  /* N-API reports a zero-length array's data as NULL; hand out a valid, unused pointer instead */
+  static uint64_t empty;
+  return data == NULL && *len == 0 ? (void *)&empty : data;
 }
 
 static struct weft_env *instance(napi_env env) {

@@ -26,6 +26,7 @@ static int mergeable(const uint8_t *p, int32_t len, int flags, uint8_t *proto, s
     if (len < 40) return 0;
     size_t thl = (size_t)(p[32] >> 4) * 4;
     if (thl < 20 || 20 + thl > (size_t)len) return 0;
+    if (p[32] & 0x0f) return 0; /* NS/AE or reserved bits: the kernel's GRO does not merge them either */
     uint8_t f = p[33];
     if (!(f & TCP_ACK) || (f & ~(TCP_ACK | TCP_PSH))) return 0; /* ACK or ACK|PSH only */
     *l4hdr = thl;

@@ -29,7 +29,9 @@ int weft_gso_split(const uint8_t *pkt, size_t len, const struct weft_vnet_hdr *h
   if (ihl < 20 || ihl > len) return -1;
   if ((get16(pkt + 6) & 0x3fff) != 0) return -1; /* a fragment cannot be a super-packet */
   uint8_t proto = pkt[9];
-  int tcp = (h->gso_type & ~WEFT_VNET_GSO_ECN) == WEFT_VNET_GSO_TCPV4;
+  int kind = h->gso_type & ~WEFT_VNET_GSO_ECN;
+  if (kind != WEFT_VNET_GSO_TCPV4 && kind != WEFT_VNET_GSO_UDP_L4) return -1;
+  int tcp = kind == WEFT_VNET_GSO_TCPV4;
   if (tcp ? proto != 6 : proto != 17) return -1;
   size_t l4hdr;
   if (tcp) {

@@ -71,7 +71,8 @@ export class UdpBackend implements Backend {
   private device: TunDevice | undefined;
   /** The offloads in effect after probing the kernel. */
   offloads: OffloadOptions = NO_OFFLOADS;
-  private udpFd = -1;
+  /** One socket per worker; with several, SO_REUSEPORT keeps each peer's datagrams on one of them (in order). */
+  private readonly udpFds: number[] = [];
   private pool: ForwarderPool | undefined;
   private stopped = false;
   /** Called when the data plane fails at run time (a worker died). */
@@ -102,9 +103,12 @@ export class UdpBackend implements Backend {
         `the underlay MTU ${o.underlayMtu} leaves an overlay MTU of ${this.mtu}, below IPv4's minimum of 576; use an interface with MTU >= 604`);
     }
     try {
-      const udp = this.native.udpOpen(o.bindAddress, o.port, 0, o.socketBufferBytes, o.socketBufferBytes);
-      this.udpFd = udp.fd;
-      o.log.info({ bind: `${formatIpv4(o.bindAddress)}:${o.port}`, rcvbuf: udp.rcvbuf, sndbuf: udp.sndbuf }, 'udp socket open');
+      const flags = o.workers > 1 ? this.native.UDP_REUSEPORT : 0;
+      for (let w = 0; w < o.workers; w++) {
+        const udp = this.native.udpOpen(o.bindAddress, o.port, flags, o.socketBufferBytes, o.socketBufferBytes);
+        this.udpFds.push(udp.fd);
+        if (w === 0) o.log.info({ bind: `${formatIpv4(o.bindAddress)}:${o.port}`, sockets: o.workers, rcvbuf: udp.rcvbuf, sndbuf: udp.sndbuf }, 'udp socket open');
+      }
     } catch (err) {
       throw toSysError(err, `cannot open UDP port ${formatIpv4(o.bindAddress)}:${o.port}`,
         'is another flanneld or weft using the port? (Backend.Port in net-conf.json chooses it)');
@@ -125,7 +129,7 @@ export class UdpBackend implements Backend {
     const tunSlotSize = this.offloads.vnetHdr ? TUN_OFFLOAD_SLOT_BYTES : Math.ceil(Math.max(this.mtu, 1500) / 64) * 64;
     this.pool = await ForwarderPool.start({
       tunFds: this.device.fds,
-      udpFd: this.udpFd,
+      udpFds: this.udpFds,
       workers: o.workers,
       tunAddress: o.subnet.network,
       localSubnet: o.subnet,
@@ -164,14 +168,14 @@ export class UdpBackend implements Backend {
     let udpGro = want.udpGro;
     if (udpGro) {
       try {
-        n.udpSetGro(this.udpFd, true);
+        for (const fd of this.udpFds) n.udpSetGro(fd, true);
       } catch (err) {
         udpGro = false;
         log.warn({ err: (err as Error).message }, 'the kernel refused UDP_GRO: one datagram per received message');
       }
     }
     let udpGso = want.udpGso && vnetHdr;
-    if (udpGso && !n.udpGsoSupported(this.udpFd)) {
+    if (udpGso && !n.udpGsoSupported(this.udpFds[0] as number)) {
       udpGso = false;
       log.warn('the kernel lacks UDP_SEGMENT: split super-packets leave as separate datagrams of one sendmmsg');
     }
@@ -232,9 +236,6 @@ export class UdpBackend implements Backend {
     this.stopped = true;
     if (this.pool !== undefined) await this.pool.stop();
     this.device?.close();
-    if (this.udpFd >= 0) {
-      this.native.closeFd(this.udpFd);
-      this.udpFd = -1;
-    }
+    for (const fd of this.udpFds.splice(0)) this.native.closeFd(fd);
   }
 }

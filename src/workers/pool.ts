@@ -13,9 +13,11 @@ import type { ForwarderOptions } from './forwarder';
 import type { ControlMessage, WorkerInit, WorkerMessage } from './messages';
 
 /** Every worker's Forwarder options, except what the pool assigns per worker. */
-export interface PoolOptions extends Omit<ForwarderOptions, 'tunFd' | 'counters'> {
+export interface PoolOptions extends Omit<ForwarderOptions, 'tunFd' | 'udpFd' | 'counters'> {
   /** One TUN descriptor per worker (multi-queue), or one shared by all. */
   readonly tunFds: readonly number[];
+  /** One UDP socket per worker (SO_REUSEPORT), or one shared by all. */
+  readonly udpFds: readonly number[];
   readonly workers: number;
 }
 
@@ -53,11 +55,12 @@ export class ForwarderPool extends EventEmitter {
     const ready: Promise<void>[] = [];
     for (let i = 0; i < options.workers; i++) {
       const counters = newCounterBlock();
-      const { tunFds, workers, ...shared } = options;
+      const { tunFds, udpFds, workers, ...shared } = options;
       const init: WorkerInit = {
         ...shared,
         workerIndex: i,
         tunFd: tunFds[i % tunFds.length] as number,
+        udpFd: udpFds[i % udpFds.length] as number,
         counters,
       };
       const worker = new Worker(WORKER_FILE, { workerData: init, name: `weft-forwarder-${i}` });
