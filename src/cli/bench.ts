@@ -17,6 +17,12 @@ function intOption(flag: string, min: number, max: number) {
   };
 }
 
+function cpuPair(value: string): { client: number; server: number } {
+  const m = /^(\d+),(\d+)$/.exec(value.trim());
+  if (m === null) throw new UsageError(`--latency-cpus ${value}: expected two CPU numbers, client,server (e.g. 0,1)`);
+  return { client: Number(m[1]), server: Number(m[2]) };
+}
+
 interface BenchCliOptions {
   quick?: boolean;
   modes?: string;
@@ -27,6 +33,8 @@ interface BenchCliOptions {
   out: string;
   sockperf: boolean;
   chart: boolean;
+  waitQuiet: number;
+  latencyCpus?: { client: number; server: number };
 }
 
 function variantsHelp(): string {
@@ -57,6 +65,11 @@ export function addBenchCommand(program: Command): void {
     .addOption(new Option('--out <dir>', 'where <timestamp>.json / .svg and latest.json / .svg go').default(DEFAULT_OUT_DIR, 'bench/results'))
     .addOption(new Option('--no-sockperf', 'skip the sockperf latency test even when sockperf is installed'))
     .addOption(new Option('--no-chart', 'do not draw the SVG chart'))
+    .addOption(new Option('--wait-quiet <s>', 'before each measurement, wait up to S seconds for the machine to be quiet: no other network namespaces ' +
+      '(another lab or test) and under 15% CPU busy outside the lab; measurements started otherwise are flagged either way')
+      .argParser(intOption('--wait-quiet', 0, 3600)).default(0))
+    .addOption(new Option('--latency-cpus <client,server>', 'pin sockperf\'s client and server to these CPUs (taskset), e.g. 0,1; ' +
+      'default: the scheduler places them (on a VM a cross-CPU wake-up costs far more than a same-CPU one)').argParser(cpuPair))
     .addHelpText('after', `\nweft variants (bench/harness/modes.ts, WEFT_VARIANTS):\n${variantsHelp()}\n` +
       'A variant naming a flag `weft agent --help` does not list is skipped with a note.\n\n' +
       'Examples:\n  weft bench --quick\n  weft bench --modes vxlan,weft-udp,"weft-udp:--batch-size=8" --reps 5\n  npm run bench -- --quick --modes direct,weft-udp')
@@ -80,6 +93,8 @@ export function addBenchCommand(program: Command): void {
         outDir: path.resolve(o.out),
         sockperf: o.sockperf,
         chart: o.chart,
+        waitQuietSeconds: o.waitQuiet,
+        latencyCpus: o.latencyCpus,
       });
     });
 }

@@ -1,0 +1,151 @@
+/**
+ * What the macro benchmark compares: the kernel baselines (`direct`, `vxlan`)
+ * and any number of weft configurations, each a name and the extra flags given
+ * to both `weft agent`s verbatim.
+ *
+ * WEFT_VARIANTS is the one list to edit when the agent grows a flag worth
+ * comparing. `default: true` puts a variant in a run without --modes.
+ */
+import { readFileSync } from 'node:fs';
+import { UsageError } from '../../src/errors';
+
+export type ModeKind = 'direct' | 'vxlan' | 'weft';
+
+export interface ModeSpec {
+  /** Row label in the table, chart and JSON. */
+  readonly name: string;
+  readonly kind: ModeKind;
+  /** Extra `weft agent` flags (weft modes only), passed through verbatim. */
+  readonly agentFlags: readonly string[];
+  /** MTU of the pods' interfaces (what the CNI plugin would take from FLANNEL_MTU). */
+  readonly podMtu: number;
+}
+
+export interface WeftVariant {
+  readonly name: string;
+  readonly flags: readonly string[];
+  readonly default: boolean;
+  readonly about: string;
+}
+
+/** Pod MTU for each kind, on the benchmark's 1500-byte underlay. */
+export const POD_MTU: Readonly<Record<ModeKind, number>> = Object.freeze({
+  direct: 1500, // host-gw: no encapsulation
+  vxlan: 1450, // flannel's vxlan: underlay - 50
+  weft: 1472, // flannel's udp: underlay - 28 (outer IPv4 + UDP)
+});
+
+/** The agent's offload switches (booleans; `--flag=false` turns one off). */
+export const OFFLOAD_FLAGS = ['--tun-offload', '--udp-gso', '--udp-gro', '--tun-coalesce', '--tun-coalesce-udp'] as const;
+
+/**
+ * weft configurations, in the order they run. Besides OFFLOAD_FLAGS the
+ * agent takes `--workers N` and `--batch-size N`. A variant naming a flag the
+ * agent does not have is skipped with a note, not failed.
+ */
+export const WEFT_VARIANTS: readonly WeftVariant[] = [
+  { name: 'weft-udp', flags: [], default: true, about: "the agent's defaults (every offload on since 02ca4d7)" },
+  { name: 'weft-2w', flags: ['--workers=2'], default: true, about: 'the defaults with two worker threads (two TUN queues)' },
+  {
+    name: 'weft-no-offload',
+    flags: [...OFFLOAD_FLAGS.map((f) => `${f}=false`)],
+    default: true,
+    about: 'every offload off: one packet per TUN read/write, batched socket calls only',
+  },
+  {
+    name: 'weft-offload',
+    flags: [...OFFLOAD_FLAGS],
+    default: false,
+    about: 'every offload named on (whatever the defaults become)',
+  },
+  {
+    name: 'weft-flannel-like',
+    flags: [...OFFLOAD_FLAGS.map((f) => `${f}=false`), '--batch-size=1'],
+    default: false,
+    about: "the shape of flannel's C proxy: one packet per system call",
+  },
+];
+
+export const BASELINES: readonly ModeKind[] = ['direct', 'vxlan'];
+
+export function defaultModeNames(variants: readonly WeftVariant[] = WEFT_VARIANTS): string[] {
+  return [...BASELINES, ...variants.filter((v) => v.default).map((v) => v.name)];
+}
+
+/**
+ * Reads a variants file: a JSON object of name -> flags, e.g.
+ * `{"weft-4w": ["--workers=4"], "weft-b64": ["--batch-size=64"]}`. Its
+ * variants are added to (or replace, by name) WEFT_VARIANTS, and are the
+ * default weft modes when --modes is not given.
+ */
+export function readVariantsFile(file: string): WeftVariant[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`--variants ${file}: cannot read it as JSON (${(err as Error).message}); ` +
+      'expected an object of name -> array of agent flags, e.g. {"weft-4w": ["--workers=4"]}');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new UsageError(`--variants ${file}: expected an object of name -> array of agent flags, e.g. {"weft-4w": ["--workers=4"]}`);
+  }
+  const out: WeftVariant[] = [];
+  for (const [name, flags] of Object.entries(parsed)) {
+    if (!Array.isArray(flags) || !flags.every((f) => typeof f === 'string')) {
+      throw new UsageError(`--variants ${file}: "${name}" must be an array of strings (agent flags), got ${JSON.stringify(flags)}`);
+    }
+    checkName(name, `--variants ${file}`);
+    out.push({ name, flags: flags as string[], default: true, about: `from ${file}` });
+  }
+  return out;
+}
+
+function checkName(name: string, where: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._+=:-]*$/.test(name)) {
+    throw new UsageError(`${where}: mode name "${name}" may only hold letters, digits and . _ + = : -`);
+  }
+}
+
+/**
+ * Turns `--modes` items into specs. An item is `direct`, `vxlan`, a variant's
+ * name, or `BASE:FLAGS`: the variant BASE (or, when BASE names no variant, a
+ * new one with no flags of its own) plus FLAGS, space-separated, e.g.
+ * `weft-udp:--workers=2 --batch-size=32`. Such an item's label is the item.
+ */
+export function resolveModes(items: readonly string[], variants: readonly WeftVariant[]): ModeSpec[] {
+  const byName = new Map(variants.map((v) => [v.name, v]));
+  const specs: ModeSpec[] = [];
+  for (const raw of items) {
+    const item = raw.trim();
+    if (item === '') continue;
+    if (item === 'direct' || item === 'vxlan') {
+      specs.push({ name: item, kind: item, agentFlags: [], podMtu: POD_MTU[item] });
+      continue;
+    }
+    const colon = item.indexOf(':');
+    const base = colon < 0 ? item : item.slice(0, colon);
+    const extra = colon < 0 ? [] : item.slice(colon + 1).split(/\s+/).filter((f) => f !== '');
+    const variant = byName.get(base);
+    if (variant === undefined && colon < 0) {
+      throw new UsageError(`--modes: unknown mode "${item}"; use direct, vxlan, ${[...byName.keys()].join(', ')}, ` +
+        'or NAME:FLAGS for a weft agent with extra flags (e.g. weft-udp:--workers=2)');
+    }
+    checkName(base, '--modes');
+    for (const f of extra) {
+      if (!f.startsWith('-')) throw new UsageError(`--modes: "${f}" in "${item}" is not a flag; write flags as --name=value`);
+    }
+    specs.push({ name: item, kind: 'weft', agentFlags: [...(variant?.flags ?? []), ...extra], podMtu: POD_MTU.weft });
+  }
+  const seen = new Set<string>();
+  for (const s of specs) {
+    if (seen.has(s.name)) throw new UsageError(`--modes: "${s.name}" is listed twice`);
+    seen.add(s.name);
+  }
+  if (specs.length === 0) throw new UsageError('--modes: no mode given');
+  return specs;
+}
+
+/** Long flag names (`--tun-offload`) used by a spec, for checking them against the agent's --help. */
+export function flagNames(flags: readonly string[]): string[] {
+  return flags.map((f) => f.replace(/=.*$/, '')).filter((f) => f.startsWith('--'));
+}

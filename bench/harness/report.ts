@@ -1,0 +1,90 @@
+/**
+ * The terminal report: one table per group of metrics (throughput, latency,
+ * CPU, system calls), one row per mode, each cell `median [min-max]`; then
+ * each mode's ratio to vxlan; then the modes that failed or were skipped.
+ */
+import { BUSY_BACKGROUND_PERCENT, isDisturbed, METRICS, TEST_LABELS, type MetricGroup, type ModeResult, type RatioDef, type Spread, type TestName } from './figures';
+
+export interface ReportInput {
+  readonly modes: readonly ModeResult[];
+  readonly summaries: ReadonlyMap<string, Record<string, Spread>>;
+  readonly ratios: ReadonlyMap<string, Record<string, number>>;
+  readonly ratioDefs: readonly RatioDef[];
+  readonly reps: number;
+  readonly seconds: number;
+  readonly pingCount: number;
+}
+
+const GROUP_TITLES: Readonly<Record<MetricGroup, string>> = {
+  throughput: 'Throughput, pod 1 -> pod 2 (iperf3; x1 / x4 = TCP streams; UDP: 64-byte payloads, -b 0, rx = arrived at the server)',
+  latency: 'Latency (ping: round trip; sockperf ping-pong over UDP: one way = half the round trip)',
+  cpu: 'CPU seconds per Gbit moved during the TCP runs (CPU = whole machine user+nice+system+irq+softirq; agents = utime+stime of both weft agents)',
+  syscalls: 'System calls during the TCP runs (encap = host 1 agent, tun_read+udp_send: per packet read from the TUN, per datagram sent, per MB; ' +
+    'decap = host 2 agent, udp_recv+tun_write: per datagram received, per MB)',
+};
+
+function fmt(x: number, digits: number): string {
+  if (!Number.isFinite(x)) return '-';
+  return x.toFixed(digits);
+}
+
+export function formatSpread(s: Spread | undefined, digits: number): string {
+  if (s === undefined) return '-';
+  if (s.n === 1 || s.min === s.max) return fmt(s.median, digits);
+  return `${fmt(s.median, digits)} [${fmt(s.min, digits)}-${fmt(s.max, digits)}]`;
+}
+
+/** Left-aligned first column, right-aligned others. */
+export function renderTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] as number) : c.padStart(widths[i] as number))).join('  ').trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+export function formatReport(input: ReportInput): string {
+  const ok = input.modes.filter((m) => m.status === 'ok');
+  const out: string[] = [];
+  const spreadNote = input.reps > 1 ? `median [min-max] of ${input.reps} runs` : '1 run';
+  out.push(`weft bench: ${spreadNote}, ${input.seconds} s per iperf3/sockperf run, ${input.pingCount} pings per run`);
+  for (const group of ['throughput', 'latency', 'cpu', 'syscalls'] as const) {
+    const metrics = METRICS.filter((m) => m.group === group && ok.some((mode) => input.summaries.get(mode.spec.name)?.[m.key] !== undefined));
+    if (metrics.length === 0) continue;
+    const rows = ok
+      .filter((mode) => metrics.some((m) => input.summaries.get(mode.spec.name)?.[m.key] !== undefined))
+      .map((mode) => [mode.spec.name, ...metrics.map((m) => formatSpread(input.summaries.get(mode.spec.name)?.[m.key], m.digits))]);
+    const header = ['mode', ...metrics.map((m) => (m.unit === '' ? m.label : `${m.label} ${m.unit}`))];
+    out.push('', `== ${GROUP_TITLES[group]} ==`, renderTable(header, rows));
+  }
+  if (ok.some((m) => m.spec.name === 'vxlan')) {
+    const header = ['mode', ...input.ratioDefs.map((d) => d.label)];
+    const rows = ok.map((mode) => [mode.spec.name, ...input.ratioDefs.map((d) => {
+      const r = input.ratios.get(mode.spec.name)?.[d.key];
+      return r === undefined || !Number.isFinite(r) ? '-' : `${r.toFixed(2)}x`;
+    })]);
+    out.push('', '== Ratio to vxlan (mode median / vxlan median; throughput: higher is better; latency, CPU/Gbit: lower is better) ==',
+      renderTable(header, rows));
+  }
+  const notes: string[] = [];
+  for (const mode of input.modes) {
+    if (mode.status !== 'ok') notes.push(`${mode.spec.name}: ${mode.status}: ${mode.reason ?? ''}`);
+    for (const rep of mode.reps) {
+      for (const [test, why] of Object.entries(rep.errors)) {
+        notes.push(`${mode.spec.name}: ${TEST_LABELS[test as TestName]} failed in run ${rep.rep}: ${why}`);
+      }
+    }
+  }
+  if (notes.length > 0) out.push('', '== Not measured ==', ...notes);
+  const all = input.modes.flatMap((m) => m.reps.flatMap((r) => Object.keys(r).filter((k) => k in TEST_LABELS)));
+  const disturbed = input.modes.flatMap((m) => m.reps.flatMap((r) => Object.entries(r.background)
+    .filter(([, b]) => isDisturbed(b))
+    .map(([t, b]) => `${m.spec.name} ${TEST_LABELS[t as TestName]} run ${r.rep} (${b.otherNamespaces} namespaces, ${b.cpuPercent.toFixed(0)}% CPU)`)));
+  if (disturbed.length > 0) {
+    out.push('', `== Caution: ${disturbed.length} of ${all.length} measurements started while something else ran on the machine ` +
+      `(other network namespaces, or over ${BUSY_BACKGROUND_PERCENT}% CPU busy outside the lab); "background" in the JSON; ` +
+      '--wait-quiet S waits for quiet ==',
+    disturbed.slice(0, 12).join('; ') + (disturbed.length > 12 ? '; ...' : ''));
+  }
+  return out.join('\n');
+}
+

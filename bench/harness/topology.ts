@@ -1,0 +1,131 @@
+/**
+ * One mode's topology, built fresh: two hosts joined by a veth underlay (MTU
+ * 1500), a pod behind a bridge on each host, and the mode's way of carrying
+ * pod traffic between the hosts:
+ *   direct   host-gw: `ip route add <other pod subnet> via <other host>`
+ *   vxlan    the kernel's vxlan set up exactly as flannel's vxlan backend does
+ *   weft     a `weft agent` in static mode on each host (plus the mode's flags)
+ * close() stops the agents and deletes every namespace.
+ */
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Lab, LAB_NETWORK, randomLabPrefix, type LabHost } from '../../src/lab/lab';
+import { LabAgent } from '../../src/lab/lab-agent';
+import { parseCidr, formatIpv4 } from '../../src/net/ipv4';
+import type { ModeSpec } from './modes';
+
+export const UNDERLAY_MTU = 1500;
+/** Namespace names start with `wbench-`. */
+export const LAB_PREFIX = 'wbench';
+/** Where each agent serves /metrics, inside its host namespace. */
+export const AGENT_HEALTH_PORT = 9910;
+export const WEFT_UDP_PORT = 8285;
+/** flannel's vxlan defaults: VNI 1, UDP port 8472 (Linux's historical vxlan port, not IANA's 4789). */
+export const VXLAN_VNI = 1;
+export const VXLAN_PORT = 8472;
+export const VXLAN_DEVICE = `flannel.${VXLAN_VNI}`;
+
+export interface ModeLab {
+  readonly lab: Lab;
+  readonly client: LabHost;
+  readonly server: LabHost;
+  /** weft modes: the agents on host 1 (encapsulates pod 1's traffic) and host 2. */
+  readonly agents: readonly LabAgent[];
+  close(): Promise<void>;
+}
+
+/** A fixed, locally administered VTEP MAC per host (flannel picks a random one). */
+function vtepMac(index: number): string {
+  return `0e:77:ee:00:00:${index.toString(16).padStart(2, '0')}`;
+}
+
+/** The subnet's network address (10.244.2.0 for 10.244.2.0/24): flannel's VTEP address and next hop. */
+function networkAddress(subnet: string): string {
+  const cidr = parseCidr(subnet);
+  if (cidr === undefined) throw new Error(`not a CIDR: ${subnet}`);
+  return formatIpv4(cidr.prefix.network);
+}
+
+async function setupDirect(lab: Lab, a: LabHost, b: LabHost): Promise<void> {
+  for (const [me, other] of [[a, b], [b, a]] as const) {
+    await lab.exec(me.ns, 'ip', ['route', 'add', other.podSubnet, 'via', other.underlayIp]);
+  }
+}
+
+/**
+ * flannel's vxlan backend (pkg/backend/vxlan): device flannel.1, VNI 1,
+ * dstport 8472, no learning, local = the host's underlay address on eth0,
+ * MTU = underlay - 50, address = the lease's network address /32; per other
+ * host a route `subnet via <its .0> dev flannel.1 onlink`, a permanent ARP
+ * entry for that .0 and an FDB entry sending its VTEP MAC to its underlay IP.
+ */
+async function setupVxlan(lab: Lab, a: LabHost, b: LabHost, mtu: number): Promise<void> {
+  for (const me of [a, b]) {
+    await lab.exec(me.ns, 'ip', ['link', 'add', VXLAN_DEVICE, 'address', vtepMac(me.index), 'mtu', String(mtu),
+      'type', 'vxlan', 'id', String(VXLAN_VNI), 'local', me.underlayIp, 'dev', 'eth0', 'dstport', String(VXLAN_PORT), 'nolearning']);
+    await lab.exec(me.ns, 'ip', ['addr', 'add', `${networkAddress(me.podSubnet)}/32`, 'dev', VXLAN_DEVICE]);
+    await lab.exec(me.ns, 'ip', ['link', 'set', VXLAN_DEVICE, 'up']);
+  }
+  for (const [me, other] of [[a, b], [b, a]] as const) {
+    const hop = networkAddress(other.podSubnet);
+    await lab.exec(me.ns, 'ip', ['route', 'add', other.podSubnet, 'via', hop, 'dev', VXLAN_DEVICE, 'onlink']);
+    await lab.exec(me.ns, 'ip', ['neigh', 'replace', hop, 'lladdr', vtepMac(other.index), 'dev', VXLAN_DEVICE, 'nud', 'permanent']);
+    await lab.exec(me.ns, 'bridge', ['fdb', 'append', vtepMac(other.index), 'dev', VXLAN_DEVICE, 'dst', other.underlayIp]);
+  }
+}
+
+/** Starts an agent on each host, into `agents` as they start (so a failure still stops the first). */
+async function startAgents(lab: Lab, a: LabHost, b: LabHost, flags: readonly string[], agents: LabAgent[]): Promise<void> {
+  const netConf = path.join(lab.dir, 'net-conf.json');
+  writeFileSync(netConf, JSON.stringify({ Network: LAB_NETWORK, Backend: { Type: 'udp', Port: WEFT_UDP_PORT } }));
+  for (const [me, other] of [[a, b], [b, a]] as const) {
+    agents.push(new LabAgent(lab, me.ns, [
+      '--net-config-path', netConf, '--iface', 'eth0',
+      '--subnet', me.podSubnet, '--peer', `${other.podSubnet}=${other.underlayIp}`,
+      '--healthz-ip', '127.0.0.1', '--healthz-port', String(AGENT_HEALTH_PORT),
+      ...flags,
+    ]));
+  }
+  for (const agent of agents) await agent.waitReady(20_000);
+}
+
+/** Pings pod 2 from pod 1 until one reply comes back (ARP, agents' routes), or throws. */
+async function waitConnected(lab: Lab, from: LabHost, to: LabHost, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    const r = await lab.execResult(from.podNs as string, 'ping', ['-c', '1', '-W', '1', to.podIp], { timeoutMs: 5000 });
+    if (r.code === 0) return;
+    last = (r.stdout + r.stderr).trim().split('\n').slice(-2).join(' ');
+  }
+  throw new Error(`pod ${from.podIp} cannot reach pod ${to.podIp} after ${timeoutMs} ms (${last})`);
+}
+
+export async function buildModeLab(spec: ModeSpec, progress: (line: string) => void): Promise<ModeLab> {
+  const lab = await Lab.create({
+    prefix: randomLabPrefix(LAB_PREFIX),
+    hosts: 2,
+    underlay: 'veth',
+    underlayMtu: UNDERLAY_MTU,
+    podMtu: spec.podMtu,
+  });
+  const agents: LabAgent[] = [];
+  const close = async (): Promise<void> => {
+    for (const agent of agents) await agent.stop('SIGTERM', 5000).catch(() => undefined);
+    await lab.destroy();
+  };
+  try {
+    const [a, b] = [lab.host(1), lab.host(2)];
+    if (spec.kind === 'direct') await setupDirect(lab, a, b);
+    else if (spec.kind === 'vxlan') await setupVxlan(lab, a, b, spec.podMtu);
+    else {
+      progress(`starting weft agents${spec.agentFlags.length > 0 ? ` with ${spec.agentFlags.join(' ')}` : ''}`);
+      await startAgents(lab, a, b, spec.agentFlags, agents);
+    }
+    await waitConnected(lab, a, b);
+    return { lab, client: a, server: b, agents, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
