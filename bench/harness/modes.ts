@@ -44,20 +44,24 @@ export const OFFLOAD_FLAGS = ['--tun-offload', '--udp-gso', '--udp-gro', '--tun-
  * agent does not have is skipped with a note, not failed.
  */
 export const WEFT_VARIANTS: readonly WeftVariant[] = [
-  { name: 'weft-udp', flags: [], default: true, about: "the agent's defaults (every offload on since 02ca4d7)" },
-  { name: 'weft-2w', flags: ['--workers=2'], default: true, about: 'the defaults with two worker threads (two TUN queues)' },
+  // the defaults, then each technique taken away on its own: what each one buys
+  { name: 'weft-udp', flags: [], default: true, about: "the agent's defaults: every offload on" },
+  {
+    name: 'weft-no-coalesce',
+    flags: ['--tun-coalesce=false', '--tun-coalesce-udp=false'],
+    default: true,
+    about: 'defaults without merging segments into one TUN write (one write per datagram)',
+  },
+  { name: 'weft-no-gro', flags: ['--udp-gro=false'], default: true, about: 'defaults without UDP_GRO (one datagram per received message)' },
+  { name: 'weft-no-gso', flags: ['--udp-gso=false'], default: true, about: 'defaults without UDP_SEGMENT (split segments leave as separate datagrams of one sendmmsg)' },
   {
     name: 'weft-no-offload',
     flags: [...OFFLOAD_FLAGS.map((f) => `${f}=false`)],
     default: true,
     about: 'every offload off: one packet per TUN read/write, batched socket calls only',
   },
-  {
-    name: 'weft-offload',
-    flags: [...OFFLOAD_FLAGS],
-    default: false,
-    about: 'every offload named on (whatever the defaults become)',
-  },
+  { name: 'weft-2w', flags: ['--workers=2'], default: true, about: 'the defaults with two worker threads (two TUN queues, two sockets)' },
+  { name: 'weft-busypoll', flags: ['--busy-poll-us=150'], default: true, about: 'the defaults, polling 150 us before sleeping: latency for CPU' },
   {
     name: 'weft-flannel-like',
     flags: [...OFFLOAD_FLAGS.map((f) => `${f}=false`), '--batch-size=1'],

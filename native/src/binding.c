@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <net/if.h>
+#include <poll.h>
+#include <time.h>
 
 #include "weft.h"
 
@@ -453,6 +455,35 @@ static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
   return make_u32(env, (uint32_t)n);
 }
 
+/*
+ * spinPoll(fdA, fdB, maxMicros) -> 0 (fdA readable), 1 (fdB readable), -1 (neither within maxMicros).
+ * Busy-waits with non-blocking poll(2): a packet that arrives within the window
+ * is handled without the thread going to sleep and being woken again.
+ */
+static napi_value spin_poll(napi_env env, napi_callback_info info) {
+  int32_t a, b, us;
+  GET_ARGS(3);
+  if (!get_i32(env, argv[0], &a) || !get_i32(env, argv[1], &b) || !get_i32(env, argv[2], &us))
+    return throw_arg(env, "spinPoll(fdA, fdB, maxMicros): numbers expected");
+  struct pollfd p[2] = {{.fd = a, .events = POLLIN, .revents = 0}, {.fd = b, .events = POLLIN, .revents = 0}};
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    int r = poll(p, 2, 0);
+    if (r > 0) {
+      napi_value out;
+      napi_create_int32(env, (p[0].revents & POLLIN) ? 0 : 1, &out);
+      return out;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    long elapsed = (t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000L;
+    if (elapsed >= us) break;
+  }
+  napi_value out;
+  napi_create_int32(env, -1, &out);
+  return out;
+}
+
 /* closeFd(fd) */
 static napi_value close_fd(napi_env env, napi_callback_info info) {
   int32_t fd;
@@ -609,6 +640,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"udpRecvBatch", NULL, udp_recv_batch, NULL, NULL, NULL, napi_default, NULL},
       {"udpSendBatch", NULL, udp_send_batch, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"spinPoll", NULL, spin_poll, NULL, NULL, NULL, napi_default, NULL},
       {"udpSendVnetBatch", NULL, udp_send_vnet_batch, NULL, NULL, NULL, napi_default, NULL},
       {"tunWritePackets", NULL, tun_write_packets, NULL, NULL, NULL, napi_default, NULL},
       {"udpSetGro", NULL, udp_set_gro, NULL, NULL, NULL, napi_default, NULL},

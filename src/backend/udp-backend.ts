@@ -33,6 +33,8 @@ export interface UdpBackendOptions {
   readonly offloads: RequestedOffloads;
   /** TUN transmit queue (packets the kernel holds for weft to read). */
   readonly tunTxQueueLen: number;
+  /** Workers keep polling this long after handling packets (0 = off). */
+  readonly busyPollMicros: number;
   readonly log: Logger;
 }
 
@@ -139,6 +141,7 @@ export class UdpBackend implements Backend {
       icmpPerSecond: o.icmpPerSecond,
       routes: this.table.snapshot(),
       offloads: this.offloads,
+      busyPollMicros: o.busyPollMicros,
     });
     this.pool.on('error', (err: Error) => this.onFatal(err));
     o.log.info({ workers: o.workers, batch: o.batchSize }, 'data plane running');
@@ -153,7 +156,8 @@ export class UdpBackend implements Backend {
     if (vnetHdr) {
       const base = n.TUN_F_CSUM | n.TUN_F_TSO4 | n.TUN_F_TSO_ECN;
       try {
-        device.setOffload(base | (want.coalesceUdp ? n.TUN_F_USO4 : 0));
+        // the kernel accepts USO only as the pair USO4|USO6 (EINVAL for one alone)
+        device.setOffload(base | (want.coalesceUdp ? n.TUN_F_USO4 | n.TUN_F_USO6 : 0));
         uso = want.coalesceUdp;
       } catch (err) {
         try {

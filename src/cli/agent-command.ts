@@ -105,6 +105,8 @@ export function addAgentCommand(program: Command): Command {
       .default(AGENT_DEFAULTS.tunTxQueueLen))
     .addOption(new Option('--socket-buffer <bytes>', 'UDP receive and send buffer size').argParser(intIn('--socket-buffer', 65536, 1 << 30))
       .default(AGENT_DEFAULTS.socketBufferBytes))
+    .addOption(new Option('--busy-poll-us <microseconds>', 'keep polling this long after handling packets instead of sleeping: lower latency, more CPU (0 = off)')
+      .argParser(intIn('--busy-poll-us', 0, 10_000)).default(0))
     .addOption(new Option('-v, --verbosity <level>', 'log verbosity: 0 info, 1 debug, 2 trace (flanneld: -v=N)')
       .argParser(intIn('-v', 0, 10)).default(0).env('FLANNELD_V'));
   for (const name of Object.keys(UNSUPPORTED_FLAGS)) {
@@ -157,6 +159,7 @@ export function addAgentCommand(program: Command): Command {
       },
       tunTxQueueLen: o['tunTxqueuelen'] as number,
       socketBufferBytes: o['socketBuffer'] as number,
+      busyPollMicros: o['busyPollUs'] as number,
     };
     process.exitCode = await runAgent(options, createLogger(o['verbosity'] as number));
   });

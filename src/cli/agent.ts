@@ -73,6 +73,7 @@ export interface AgentOptions {
   readonly offloads: RequestedOffloads;
   readonly tunTxQueueLen: number;
   readonly socketBufferBytes: number;
+  readonly busyPollMicros: number;
 }
 
 export const AGENT_DEFAULTS = {
@@ -269,6 +270,7 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
       icmpPerSecond: DEFAULT_ICMP_PER_SECOND,
       offloads: opts.offloads,
       tunTxQueueLen: opts.tunTxQueueLen,
+      busyPollMicros: opts.busyPollMicros,
       log,
     });
     const dataPlane: Backend = backend;

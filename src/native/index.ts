@@ -110,6 +110,11 @@ export interface NativeBinding {
   ): number;
 
   closeFd(fd: number): void;
+  /**
+   * Busy-waits up to maxMicros for fdA or fdB to become readable (non-blocking
+   * poll in a loop): 0 or 1 for the readable one, -1 when neither was.
+   */
+  spinPoll(fdA: number, fdB: number, maxMicros: number): number;
 
   /**
    * Calls `callback(status, events)` on this thread's event loop whenever `fd`

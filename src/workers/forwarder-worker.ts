@@ -22,13 +22,26 @@ function main(): void {
   };
   const tunFail = failOn('TUN');
   const udpFail = failOn('UDP');
+  // --busy-poll-us: after handling packets, keep polling (without sleeping) for a
+  // short while, so that a packet arriving within the window skips a wake-up
+  const spinUs = init.busyPollMicros ?? 0;
+  const spin = (): void => {
+    for (;;) {
+      const which = native.spinPoll(init.tunFd, init.udpFd, spinUs);
+      if (which < 0) return;
+      if (which === 0) forwarder.pumpTun();
+      else forwarder.pumpUdp();
+    }
+  };
   const tunWatch = native.pollStart(init.tunFd, (status) => {
     tunFail(status);
     forwarder.pumpTun();
+    if (spinUs > 0) spin();
   });
   const udpWatch = native.pollStart(init.udpFd, (status) => {
     udpFail(status);
     forwarder.pumpUdp();
+    if (spinUs > 0) spin();
   });
 
   port.on('message', (msg: ControlMessage) => {

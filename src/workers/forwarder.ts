@@ -81,6 +81,8 @@ export interface ForwarderOptions {
   /** Batch calls per readiness event before yielding to the event loop. */
   readonly maxBatchesPerWakeup?: number;
   readonly offloads?: OffloadOptions;
+  /** Microseconds to keep polling after handling packets before sleeping (0 = never; trades CPU for latency). */
+  readonly busyPollMicros?: number;
 }
 
 /** Room for one ICMP error: IP header + ICMP header + quoted header with options + 8 bytes. */

@@ -105,7 +105,7 @@ describe('buildProgram', () => {
       '--subnet', '--peer', '--peers-file',
       '--ip-masq', '--iptables-resync', '--iptables-forward-rules', '--healthz-ip', '--healthz-port',
       '--tun-name', '--workers', '--batch-size', '--tun-offload', '--udp-gso', '--udp-gro', '--tun-coalesce',
-      '--tun-coalesce-udp', '--tun-txqueuelen', '--socket-buffer', '--verbosity',
+      '--tun-coalesce-udp', '--tun-txqueuelen', '--socket-buffer', '--busy-poll-us', '--verbosity',
     ]);
     const help = agent.helpInformation();
     for (const option of agent.options.filter((o) => !o.hidden)) {
