@@ -36,7 +36,11 @@ interface PeerEvent {
   protocol?: number | null;
 }
 
-describe('udp overlay: two hosts and a foreign flannel peer', { skip }, () => {
+/** The suite runs with the agent's defaults (every offload on) and with every offload off. */
+const OFFLOADS_OFF = ['--tun-offload=false', '--udp-gso=false', '--udp-gro=false', '--tun-coalesce=false', '--tun-coalesce-udp=false'];
+
+for (const [label, offloadFlags] of [['offloads on', []], ['offloads off', OFFLOADS_OFF]] as const) {
+describe(`udp overlay (${label}): two hosts and a foreign flannel peer`, { skip }, () => {
   let lab: Lab;
   let tmp: TempDir;
   let a1: LabAgent;
@@ -59,12 +63,12 @@ describe('udp overlay: two hosts and a foreign flannel peer', { skip }, () => {
     a1 = new LabAgent(lab, h1.ns, [
       '--net-config-path', netConf, '--iface', 'eth0', '--subnet', h1.podSubnet,
       '--peers-file', h1PeersFile, '--peer', `${FOREIGN_SUBNET}=${lab.extraNodes.get('f')?.ip}`,
-      '--healthz-ip', '127.0.0.1', '--healthz-port', String(H1_HEALTH),
+      '--healthz-ip', '127.0.0.1', '--healthz-port', String(H1_HEALTH), ...offloadFlags,
     ]);
     a2 = new LabAgent(lab, h2.ns, [
       '--net-config-path', netConf, '--iface', 'eth0', '--subnet', h2.podSubnet,
       '--peer', `${h1.podSubnet}=${h1.underlayIp}`,
-      '--healthz-ip', '127.0.0.1', '--healthz-port', String(H2_HEALTH),
+      '--healthz-ip', '127.0.0.1', '--healthz-port', String(H2_HEALTH), ...offloadFlags,
     ]);
     await Promise.all([a1.waitReady(), a2.waitReady()]);
   });
@@ -76,6 +80,16 @@ describe('udp overlay: two hosts and a foreign flannel peer', { skip }, () => {
     if (prefix !== undefined) {
       assert.deepEqual(await leftoverNamespaces(prefix), [], 'namespaces left behind');
       assert.deepEqual(leftoverProcesses(lab), [], 'processes left behind');
+    }
+  });
+
+  test('the agents run with the offloads asked for', () => {
+    for (const agent of [a1, a2]) {
+      const inEffect = agent.records.find((r) => r.msg === 'offloads')?.['inEffect'] as Record<string, unknown> | undefined;
+      const on = offloadFlags.length === 0;
+      assert.deepEqual(inEffect, on
+        ? { vnetHdr: true, udpGso: true, udpGro: true, groFlags: 3 }
+        : { vnetHdr: false, udpGso: false, udpGro: false, groFlags: 0 }, agent.log());
     }
   });
 
@@ -294,7 +308,7 @@ describe('udp overlay: two hosts and a foreign flannel peer', { skip }, () => {
     const h2 = lab.host(2);
     const agent = new LabAgent(lab, h2.ns, [
       '--net-config-path', netConfPath, '--iface', 'eth0', '--subnet', h2.podSubnet,
-      '--peer', `${lab.host(1).podSubnet}=${lab.host(1).underlayIp}`, '--ip-masq', '--iptables-resync', '1',
+      '--peer', `${lab.host(1).podSubnet}=${lab.host(1).underlayIp}`, '--ip-masq', '--iptables-resync', '1', ...offloadFlags,
     ]);
     await agent.waitReady();
     const chain = async (): Promise<string[]> =>
@@ -320,3 +334,4 @@ describe('udp overlay: two hosts and a foreign flannel peer', { skip }, () => {
     assert.doesNotMatch(await lab.exec(h2.ns, 'iptables', ['-t', 'nat', '-S', 'POSTROUTING']), /FLANNEL/);
   });
 });
+}
