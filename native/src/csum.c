@@ -88,16 +88,11 @@ uint64_t weft_pseudo_sum(const uint8_t *ip, uint8_t proto, uint32_t l4len) {
   return weft_csum_add(ph, sizeof(ph), 0);
 }
 
-static void put16(uint8_t *p, uint16_t v) {
-  p[0] = (uint8_t)(v >> 8);
-  p[1] = (uint8_t)v;
-}
-
 void weft_ipv4_set_csum(uint8_t *ip) {
   size_t ihl = (size_t)(ip[0] & 15) * 4;
   ip[10] = 0;
   ip[11] = 0;
-  put16(ip + 10, (uint16_t)~weft_csum_fold(weft_csum_add(ip, ihl, 0)));
+  weft_put16(ip + 10, (uint16_t)~weft_csum_fold(weft_csum_add(ip, ihl, 0)));
 }
 
 int weft_csum_complete(uint8_t *pkt, size_t len, uint16_t csum_start, uint16_t csum_offset) {
@@ -105,6 +100,6 @@ int weft_csum_complete(uint8_t *pkt, size_t len, uint16_t csum_start, uint16_t c
   uint16_t c = (uint16_t)~weft_csum_fold(weft_csum_add(pkt + csum_start, len - csum_start, 0));
   /* UDP sends 0 as 0xffff (0 means "no checksum"); for TCP both mean the same sum */
   if (c == 0) c = 0xffff;
-  put16(pkt + csum_start + csum_offset, c);
+  weft_put16(pkt + csum_start + csum_offset, c);
   return 0;
 }

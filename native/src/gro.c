@@ -3,15 +3,6 @@
 
 #include <string.h>
 
-static uint16_t get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
-static uint32_t get32(const uint8_t *p) {
-  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-static void put16(uint8_t *p, uint16_t v) {
-  p[0] = (uint8_t)(v >> 8);
-  p[1] = (uint8_t)v;
-}
-
 #define TCP_ACK 0x10
 #define TCP_PSH 0x08
 #define IP_MAX_LEN 65535
@@ -19,8 +10,8 @@ static void put16(uint8_t *p, uint16_t v) {
 /* What a packet must look like to be merged; fills *l4hdr and *payload. */
 static int mergeable(const uint8_t *p, int32_t len, int flags, uint8_t *proto, size_t *l4hdr, size_t *payload) {
   if (len < 28 || p[0] != 0x45) return 0;          /* IPv4 without options */
-  if (get16(p + 2) != (uint16_t)len) return 0;
-  if ((get16(p + 6) & 0x3fff) != 0) return 0;      /* no fragments */
+  if (weft_get16(p + 2) != (uint16_t)len) return 0;
+  if ((weft_get16(p + 6) & 0x3fff) != 0) return 0;      /* no fragments */
   *proto = p[9];
   if (*proto == 6 && (flags & WEFT_GRO_TCP)) {
     if (len < 40) return 0;
@@ -31,7 +22,7 @@ static int mergeable(const uint8_t *p, int32_t len, int flags, uint8_t *proto, s
     if (!(f & TCP_ACK) || (f & ~(TCP_ACK | TCP_PSH))) return 0; /* ACK or ACK|PSH only */
     *l4hdr = thl;
   } else if (*proto == 17 && (flags & WEFT_GRO_UDP)) {
-    if (get16(p + 24) != (uint16_t)(len - 20)) return 0;
+    if (weft_get16(p + 24) != (uint16_t)(len - 20)) return 0;
     *l4hdr = 8;
   } else {
     return 0;
@@ -40,7 +31,7 @@ static int mergeable(const uint8_t *p, int32_t len, int flags, uint8_t *proto, s
   if (*payload == 0) return 0;
   /* only segments whose checksum is right are merged: merging recomputes it */
   uint64_t sum = weft_pseudo_sum(p, *proto, (uint32_t)(len - 20));
-  if (*proto == 17 && get16(p + 26) == 0) return 1; /* UDP without checksum */
+  if (*proto == 17 && weft_get16(p + 26) == 0) return 1; /* UDP without checksum */
   return weft_csum_fold(weft_csum_add(p + 20, (size_t)len - 20, sum)) == 0xffff;
 }
 
@@ -77,7 +68,7 @@ int weft_gro_plan(uint8_t *slab, const int32_t *offsets, const int32_t *lens, in
     }
     size_t total = seg;
     size_t last = seg;
-    uint32_t next_seq = proto == 6 ? get32(p + 24) + (uint32_t)seg : 0;
+    uint32_t next_seq = proto == 6 ? weft_get32(p + 24) + (uint32_t)seg : 0;
     int pushed = proto == 6 && (p[33] & TCP_PSH);
     int j = i + 1;
     while (j < count && g->count < WEFT_GRO_MAX_SEGS && !pushed && last == seg) {
@@ -88,7 +79,7 @@ int weft_gro_plan(uint8_t *slab, const int32_t *offsets, const int32_t *lens, in
       if (!same_flow(p, q, proto, l4hdr) || qpay > seg) break;
       if (20 + l4hdr + total + qpay > IP_MAX_LEN) break;
       if (proto == 6) {
-        if (get32(q + 24) != next_seq) break;
+        if (weft_get32(q + 24) != next_seq) break;
         next_seq += (uint32_t)qpay;
         pushed = (q[33] & TCP_PSH) != 0;
       }
@@ -100,7 +91,7 @@ int weft_gro_plan(uint8_t *slab, const int32_t *offsets, const int32_t *lens, in
     if (g->count > 1) {
       /* rewrite the first packet's headers for the merged whole */
       size_t hdr = 20 + l4hdr;
-      put16(p + 2, (uint16_t)(hdr + total));
+      weft_put16(p + 2, (uint16_t)(hdr + total));
       weft_ipv4_set_csum(p);
       uint8_t *l4 = p + 20;
       uint16_t csum_offset;
@@ -108,11 +99,11 @@ int weft_gro_plan(uint8_t *slab, const int32_t *offsets, const int32_t *lens, in
         if (pushed) l4[13] |= TCP_PSH;
         csum_offset = 16;
       } else {
-        put16(l4 + 4, (uint16_t)(8 + total));
+        weft_put16(l4 + 4, (uint16_t)(8 + total));
         csum_offset = 6;
       }
       /* NEEDS_CSUM: the field holds the pseudo-header sum; the kernel finishes it */
-      put16(l4 + csum_offset, weft_csum_fold(weft_pseudo_sum(p, proto, (uint32_t)(l4hdr + total))));
+      weft_put16(l4 + csum_offset, weft_csum_fold(weft_pseudo_sum(p, proto, (uint32_t)(l4hdr + total))));
       g->vnet.flags = WEFT_VNET_F_NEEDS_CSUM;
       g->vnet.gso_type = proto == 6 ? WEFT_VNET_GSO_TCPV4 : WEFT_VNET_GSO_UDP_L4;
       g->vnet.hdr_len = (uint16_t)hdr;

@@ -3,21 +3,6 @@
 
 #include <string.h>
 
-static uint16_t get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
-static uint32_t get32(const uint8_t *p) {
-  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-static void put16(uint8_t *p, uint16_t v) {
-  p[0] = (uint8_t)(v >> 8);
-  p[1] = (uint8_t)v;
-}
-static void put32(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)(v >> 24);
-  p[1] = (uint8_t)(v >> 16);
-  p[2] = (uint8_t)(v >> 8);
-  p[3] = (uint8_t)v;
-}
-
 #define TCP_FIN 0x01
 #define TCP_PSH 0x08
 #define TCP_CWR 0x80
@@ -27,7 +12,7 @@ int weft_gso_split(const uint8_t *pkt, size_t len, const struct weft_vnet_hdr *h
   if (len < 20 || (pkt[0] >> 4) != 4) return -1;
   size_t ihl = (size_t)(pkt[0] & 15) * 4;
   if (ihl < 20 || ihl > len) return -1;
-  if ((get16(pkt + 6) & 0x3fff) != 0) return -1; /* a fragment cannot be a super-packet */
+  if ((weft_get16(pkt + 6) & 0x3fff) != 0) return -1; /* a fragment cannot be a super-packet */
   uint8_t proto = pkt[9];
   int kind = h->gso_type & ~WEFT_VNET_GSO_ECN;
   if (kind != WEFT_VNET_GSO_TCPV4 && kind != WEFT_VNET_GSO_UDP_L4) return -1;
@@ -49,8 +34,8 @@ int weft_gso_split(const uint8_t *pkt, size_t len, const struct weft_vnet_hdr *h
   size_t nseg = payload == 0 ? 1 : (payload + mss - 1) / mss;
   if (nseg > (size_t)max_segs) return -1;
 
-  uint16_t id = get16(pkt + 4);
-  uint32_t seq = tcp ? get32(pkt + ihl + 4) : 0;
+  uint16_t id = weft_get16(pkt + 4);
+  uint32_t seq = tcp ? weft_get32(pkt + ihl + 4) : 0;
   uint8_t flags = tcp ? pkt[ihl + 13] : 0;
   for (size_t k = 0; k < nseg; k++) {
     uint8_t *hd = hdr_area + k * WEFT_SEG_HDR_MAX;
@@ -58,13 +43,13 @@ int weft_gso_split(const uint8_t *pkt, size_t len, const struct weft_vnet_hdr *h
     size_t plen = payload - off < mss ? payload - off : mss;
     const uint8_t *pl = pkt + hdr_len + off;
     memcpy(hd, pkt, hdr_len);
-    put16(hd + 2, (uint16_t)(hdr_len + plen));
-    put16(hd + 4, (uint16_t)(id + k));
+    weft_put16(hd + 2, (uint16_t)(hdr_len + plen));
+    weft_put16(hd + 4, (uint16_t)(id + k));
     weft_ipv4_set_csum(hd);
     uint8_t *l4 = hd + ihl;
     uint32_t l4len = (uint32_t)(l4hdr + plen);
     if (tcp) {
-      put32(l4 + 4, seq + (uint32_t)off);
+      weft_put32(l4 + 4, seq + (uint32_t)off);
       uint8_t f = flags;
       if (k + 1 < nseg) f &= (uint8_t)~(TCP_FIN | TCP_PSH);
       if (k > 0) f &= (uint8_t)~TCP_CWR;
@@ -74,16 +59,16 @@ int weft_gso_split(const uint8_t *pkt, size_t len, const struct weft_vnet_hdr *h
       uint64_t sum = weft_pseudo_sum(hd, 6, l4len);
       sum = weft_csum_add(l4, l4hdr, sum);
       sum = weft_csum_add(pl, plen, sum);
-      put16(l4 + 16, (uint16_t)~weft_csum_fold(sum));
+      weft_put16(l4 + 16, (uint16_t)~weft_csum_fold(sum));
     } else {
-      put16(l4 + 4, (uint16_t)l4len);
+      weft_put16(l4 + 4, (uint16_t)l4len);
       l4[6] = 0;
       l4[7] = 0;
       uint64_t sum = weft_pseudo_sum(hd, 17, l4len);
       sum = weft_csum_add(l4, 8, sum);
       sum = weft_csum_add(pl, plen, sum);
       uint16_t c = (uint16_t)~weft_csum_fold(sum);
-      put16(l4 + 6, c == 0 ? 0xffff : c);
+      weft_put16(l4 + 6, c == 0 ? 0xffff : c);
     }
     segs[k].hdr = hd;
     segs[k].hdr_len = (uint16_t)hdr_len;

@@ -32,6 +32,22 @@
 /* Room for one segment's IPv4 + TCP header (60 + 60) */
 #define WEFT_SEG_HDR_MAX 128
 
+/* Big-endian (network order) field access */
+static inline uint16_t weft_get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t weft_get32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline void weft_put16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)(v >> 8);
+  p[1] = (uint8_t)v;
+}
+static inline void weft_put32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+
 struct weft_vnet_hdr {
   uint8_t flags;
   uint8_t gso_type;
