@@ -3,8 +3,7 @@
  * The agent tells it which peers exist; it never asks the agent anything.
  */
 import type { Ipv4Prefix } from '../net/ipv4';
-
-export type BackendType = 'udp' | 'vxlan' | 'host-gw';
+import type { BackendType } from '../subnet/net-config';
 
 /** Another host of the overlay: its lease and where to reach it. */
 export interface PeerLease {

@@ -132,7 +132,11 @@ export class IptablesRules {
     this.options.log.info({ chains: this.chains.map((c) => `${c.table}/${c.name}`) }, 'iptables rules installed');
     if (this.options.resyncSeconds > 0) {
       this.timer = setInterval(() => {
-        this.syncing = this.resync();
+        // iptables -w can wait seconds for the xtables lock: never run two resyncs at once
+        if (this.syncing !== undefined) return;
+        this.syncing = this.resync().finally(() => {
+          this.syncing = undefined;
+        });
       }, this.options.resyncSeconds * 1000);
     }
   }
@@ -150,7 +154,7 @@ export class IptablesRules {
   /** Stops resyncing and removes every rule and chain weft added. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
-    await this.syncing;
+    await this.syncing; // the last one may still run: wait, so it cannot re-create what follows removes
     for (const chain of this.chains) {
       try {
         await removeChain(chain);

@@ -6,7 +6,7 @@
  */
 import { ConfigError } from '../errors';
 import {
-  formatPrefix, parseCidr, parseIpv4, prefixCovers, prefixesOverlap, samePrefix, type Ipv4Prefix,
+  formatPrefix, parseCidr, parseIpv4, prefixCovers, prefixesOverlap, type Ipv4Prefix,
 } from '../net/ipv4';
 import type { PeerLease } from './backend';
 
@@ -65,6 +65,7 @@ export function parsePeersFile(text: string, defaultPort: number, path: string):
  * `sources[i]` names where peer i came from (a flag or file:line) for messages.
  */
 export function checkPeers(network: Ipv4Prefix, own: Ipv4Prefix, peers: readonly PeerLease[], sources: readonly string[]): void {
+  const firstIndex = new Map<string, number>();
   peers.forEach((peer, i) => {
     const where = sources[i] ?? 'peer';
     const text = formatPrefix(peer.subnet);
@@ -74,7 +75,8 @@ export function checkPeers(network: Ipv4Prefix, own: Ipv4Prefix, peers: readonly
     if (prefixesOverlap(own, peer.subnet)) {
       throw new ConfigError(where, text, `${where}: peer subnet ${text} overlaps this host's own subnet ${formatPrefix(own)}`);
     }
-    const first = peers.findIndex((p) => samePrefix(p.subnet, peer.subnet));
+    const first = firstIndex.get(text) ?? i;
+    firstIndex.set(text, first);
     if (first !== i) {
       throw new ConfigError(where, text, `${where}: peer subnet ${text} is already given by ${sources[first] ?? 'another peer'}; list each subnet once`);
     }

@@ -52,7 +52,6 @@ export interface RequestedOffloads {
   readonly coalesceUdp: boolean;
 }
 
-export const ALL_OFFLOADS: RequestedOffloads = { tunOffload: true, udpGso: true, udpGro: true, coalesceTcp: true, coalesceUdp: true };
 export const DEFAULT_TUN_TXQUEUELEN = 1000;
 
 export const DEFAULT_BATCH_SIZE = 128;
@@ -69,7 +68,6 @@ export class UdpBackend implements Backend {
   private readonly options: UdpBackendOptions;
   private readonly native: NativeBinding;
   private readonly table = new RouteTable();
-  private readonly peerPorts = new Map<string, PeerLease>();
   private device: TunDevice | undefined;
   /** The offloads in effect after probing the kernel. */
   offloads: OffloadOptions = NO_OFFLOADS;
@@ -77,8 +75,8 @@ export class UdpBackend implements Backend {
   private readonly udpFds: number[] = [];
   private pool: ForwarderPool | undefined;
   private stopped = false;
-  /** Called when the data plane fails at run time (a worker died). */
-  onFatal: (err: Error) => void = () => undefined;
+  /** Called when the data plane fails at run time (a worker died); the agent replaces it to stop. */
+  onFatal: (err: Error) => void = (err) => this.options.log.error({ err }, 'data plane failed');
 
   private constructor(native: NativeBinding, options: UdpBackendOptions) {
     this.native = native;
@@ -142,8 +140,7 @@ export class UdpBackend implements Backend {
       routes: this.table.snapshot(),
       offloads: this.offloads,
       busyPollMicros: o.busyPollMicros,
-    });
-    this.pool.on('error', (err: Error) => this.onFatal(err));
+    }, (err) => this.onFatal(err));
     o.log.info({ workers: o.workers, batch: o.batchSize }, 'data plane running');
   }
 
@@ -193,7 +190,6 @@ export class UdpBackend implements Backend {
   async setPeer(peer: PeerLease): Promise<void> {
     checkPeers(this.options.network, this.options.subnet, [peer], ['peer']);
     if (this.table.set(peer.subnet, { address: peer.publicIp, port: peer.port })) {
-      this.peerPorts.set(formatPrefix(peer.subnet), peer);
       await this.publish();
     }
   }
@@ -201,25 +197,24 @@ export class UdpBackend implements Backend {
   async deletePeer(subnet: Ipv4Prefix): Promise<boolean> {
     const removed = this.table.delete(subnet);
     if (removed) {
-      this.peerPorts.delete(formatPrefix(subnet));
       await this.publish();
     }
     return removed;
   }
 
+  /** Replaces the peer set; the workers hear of it only when it differs from the current one. */
   async replacePeers(peers: readonly PeerLease[]): Promise<void> {
     checkPeers(this.options.network, this.options.subnet, peers, peers.map(() => 'peer'));
+    const key = (list: readonly PeerLease[]): string =>
+      list.map((p) => `${formatPrefix(p.subnet)}=${p.publicIp}:${p.port}`).sort().join(',');
+    if (key(peers) === key(this.peers())) return;
     this.table.clear();
-    this.peerPorts.clear();
-    for (const p of peers) {
-      this.table.set(p.subnet, { address: p.publicIp, port: p.port });
-      this.peerPorts.set(formatPrefix(p.subnet), p);
-    }
+    for (const p of peers) this.table.set(p.subnet, { address: p.publicIp, port: p.port });
     await this.publish();
   }
 
   peers(): PeerLease[] {
-    return [...this.peerPorts.values()];
+    return this.table.entries().map((e) => ({ subnet: e.prefix, publicIp: e.peer.address, port: e.peer.port }));
   }
 
   private async publish(): Promise<void> {

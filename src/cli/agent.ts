@@ -26,8 +26,8 @@ import type { Logger } from '../log';
 import { loadNative } from '../native';
 import { resolveUnderlay } from '../net/interfaces';
 import { formatIpv4, formatPrefix, parseCidr, prefixCovers, type Ipv4Prefix } from '../net/ipv4';
-import { EtcdLeaseStore } from '../subnet/etcd-store';
-import { FileLeaseStore } from '../subnet/file-store';
+import { DEFAULT_ETCD_PREFIX, EtcdLeaseStore } from '../subnet/etcd-store';
+import { DEFAULT_LEASE_FILE_PATH, FileLeaseStore } from '../subnet/file-store';
 import type { Lease, LeaseStore } from '../subnet/lease';
 import { acquireLease } from '../subnet/lease-allocator';
 import { LeaseKeeper } from '../subnet/lease-keeper';
@@ -78,8 +78,8 @@ export interface AgentOptions {
 
 export const AGENT_DEFAULTS = {
   netConfigPath: '/etc/kube-flannel/net-conf.json',
-  etcdPrefix: '/coreos.com/network',
-  leaseFile: '/var/lib/weft/leases.json',
+  etcdPrefix: DEFAULT_ETCD_PREFIX,
+  leaseFile: DEFAULT_LEASE_FILE_PATH,
   leaseTtlSeconds: 24 * 60 * 60,
   renewMarginMinutes: 60,
   tunName: 'flannel.0',
@@ -176,20 +176,25 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
     resolveExit = resolve;
   });
 
+  /** Runs every registered clean-up, newest first, including ones registered while it runs. */
+  const drain = async (): Promise<void> => {
+    for (let c = cleanups.pop(); c !== undefined; c = cleanups.pop()) {
+      try {
+        await c.run();
+      } catch (err) {
+        log.error({ err: (err as Error).message, what: c.what }, 'clean-up step failed');
+      }
+    }
+  };
   const shutdown = (reason: string, code: number): Promise<number> => {
     if (finishing !== undefined) return finishing;
     finishing = (async () => {
-      // a start-up failure is reported once, by the caller; only a running agent narrates its stop
+      // a start-up failure is reported once, by the caller; a stop asked for during start-up is said here
       if (started) (code === EXIT_OK ? log.info.bind(log) : log.error.bind(log))({ reason }, 'stopping');
+      else if (code === EXIT_OK) log.info({ reason }, 'stopping during start-up');
       else log.debug({ reason }, 'start-up failed; undoing what was done');
       ready = false;
-      for (const c of cleanups.reverse()) {
-        try {
-          await c.run();
-        } catch (err) {
-          log.error({ err: (err as Error).message, what: c.what }, 'clean-up step failed');
-        }
-      }
+      await drain();
       if (started || subnetFileWritten) {
         log.info(subnetFileWritten ? { kept: opts.subnetFile } : {}, 'stopped; everything weft set up on this host is removed');
       }
@@ -206,11 +211,17 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
     process.off('SIGTERM', onSignal);
   });
 
+  /** Start-up stops at the next checkpoint once a stop was asked for (signal, lost lease, failure). */
+  const checkpoint = (): void => {
+    if (finishing !== undefined) throw new StartAborted();
+  };
+
   let backend: UdpBackend | undefined;
   try {
     // --- configuration: nothing on the host changes until all of it is known to be good
     const store = opts.subnet === undefined ? await openLeaseStore(opts, log) : undefined;
     if (store !== undefined) onCleanup('lease store', () => store.close());
+    checkpoint();
     const config = await loadNetConfig(opts.netConfigPath, store);
     if (config.backend.type !== 'udp') {
       throw new ConfigError(`${opts.netConfigPath}: Backend.Type`, config.backend.type,
@@ -235,6 +246,7 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
         routes: () => backend?.peers() ?? [],
       });
       onCleanup('health server', () => health.close());
+      checkpoint();
       log.info({ address: `${opts.healthzIp}:${health.port}` }, 'serving /healthz, /readyz, /metrics and /routes');
     }
 
@@ -254,6 +266,7 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
       });
       subnet = lease.subnet;
       log.info({ subnet: formatPrefix(subnet), expires: lease.expiration?.toISOString() }, 'lease acquired');
+      checkpoint();
     }
 
     // --- the data plane
@@ -283,6 +296,7 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
       log.error({ err }, 'data plane failed');
       void shutdown('data plane failure', EXIT_FAILURE);
     };
+    checkpoint();
 
     const rules = new IptablesRules({
       ipMasq: opts.ipMasq, forwardRules: opts.iptablesForwardRules, network: config.network, lease: subnet,
@@ -291,12 +305,14 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
     if (rules.active) {
       onCleanup('iptables rules', () => rules.stop());
       await rules.start();
+      checkpoint();
     }
 
     // --- routes
     if (staticPeers !== undefined) {
       onCleanup('peers file watcher', () => staticPeers.stop());
       await staticPeers.start(dataPlane, log);
+      checkpoint();
     } else if (store !== undefined && lease !== undefined) {
       const routes = new LeaseRoutes(store, dataPlane, {
         own: lease, network: config.network, port, backendType: 'udp', log,
@@ -304,6 +320,7 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
       });
       onCleanup('lease watch', () => routes.stop());
       await routes.start();
+      checkpoint();
       const keeper = new LeaseKeeper(store, lease, attrs, {
         ttlSeconds: opts.leaseTtlSeconds,
         marginSeconds: opts.renewMarginMinutes * 60,
@@ -318,17 +335,26 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
     await writeSubnetEnv(opts.subnetFile, { network: config.network, subnet, mtu: dataPlane.mtu, ipMasq: opts.ipMasq });
     subnetFileWritten = true;
     log.info({ file: opts.subnetFile, subnet: formatPrefix(subnet), mtu: dataPlane.mtu }, 'subnet file written');
-    if (finishing === undefined) {
-      started = true;
-      ready = true;
-      log.info('ready');
-    }
+    checkpoint();
+    started = true;
+    ready = true;
+    log.info('ready');
   } catch (err) {
+    if (err instanceof StartAborted) {
+      // a stop was asked for while starting: finish it, including anything registered since
+      await finishing;
+      await drain();
+      return exited;
+    }
     await shutdown((err as Error).message, EXIT_FAILURE);
+    await drain();
     throw err;
   }
   return exited;
 }
+
+/** Thrown at a start-up checkpoint after a stop was asked for; never leaves runAgent. */
+class StartAborted extends Error {}
 
 async function warnIfForwardingOff(log: Logger): Promise<void> {
   try {

@@ -17,9 +17,9 @@ import { runDemo } from './demo';
 
 
 /** Long option names of every subcommand (without dashes), for normalizeArgv. */
-function knownLongOptions(): Set<string> {
+function knownLongOptions(program: Command = buildProgram()): Set<string> {
   const names = new Set<string>();
-  for (const command of buildProgram().commands) {
+  for (const command of program.commands) {
     for (const option of command.options) {
       if (option.long !== undefined) names.add(option.long.replace(/^--/, ''));
     }
@@ -103,7 +103,7 @@ export function buildProgram(): Command {
 export async function main(argv: readonly string[]): Promise<void> {
   const program = buildProgram();
   try {
-    await program.parseAsync(normalizeArgv(argv.slice(2)), { from: 'user' });
+    await program.parseAsync(normalizeArgv(argv.slice(2), knownLongOptions(program)), { from: 'user' });
   } catch (err) {
     if (err instanceof WeftError) {
       process.stderr.write(`weft: ${err.message}\n`);

@@ -11,8 +11,6 @@ export const IPV4_MAX_HEADER_BYTES = 60;
 export const UDP_HEADER_BYTES = 8;
 /** Outer IPv4 + UDP header of an encapsulated packet: TUN MTU = underlay MTU - this. */
 export const ENCAP_OVERHEAD_BYTES = IPV4_MIN_HEADER_BYTES + UDP_HEADER_BYTES; // 28
-/** flannel's udp backend port (net-conf `Backend.Port`); every node sends from and to it. */
-export const DEFAULT_UDP_PORT = 8285;
 
 export const IPPROTO_ICMP = 1;
 export const IPPROTO_TCP = 6;

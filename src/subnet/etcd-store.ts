@@ -56,7 +56,6 @@ import {
 } from './lease';
 
 export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
-export const DEFAULT_ETCD_ENDPOINTS: readonly string[] = ['http://127.0.0.1:4001', 'http://127.0.0.1:2379'];
 export const DEFAULT_ETCD_DIAL_TIMEOUT_MS = 5_000;
 /** Watch reconnect delays, flannel's numbers (registry.go watchSubnets). */
 export const WATCH_BACKOFF_MIN_MS = 100;

@@ -38,6 +38,7 @@ export const enum Counter {
   IcmpNetUnreachableSent,
   IcmpTimeExceededSent,
   IcmpRateLimited,
+  IcmpSendFailed,
 
   /** user/kernel switches, per direction and call kind */
   SyscallsTunRead,
@@ -95,6 +96,7 @@ export const COUNTER_INFO: readonly CounterInfo[] = [
   { name: 'icmp_net_unreachable_sent', metric: 'weft_icmp_sent_total', labels: { type: 'net_unreachable' }, help: 'ICMP errors generated' },
   { name: 'icmp_time_exceeded_sent', metric: 'weft_icmp_sent_total', labels: { type: 'time_exceeded' }, help: 'ICMP errors generated' },
   { name: 'icmp_rate_limited', metric: 'weft_icmp_rate_limited_total', help: 'ICMP errors not sent because of the rate limit' },
+  { name: 'icmp_send_failed', metric: 'weft_icmp_send_failed_total', help: 'ICMP errors the kernel refused to send or write' },
   { name: 'syscalls_tun_read', metric: 'weft_syscalls_total', labels: { call: 'tun_read' }, help: 'System calls made by the data plane' },
   { name: 'syscalls_udp_send', metric: 'weft_syscalls_total', labels: { call: 'udp_send' }, help: 'System calls made by the data plane' },
   { name: 'syscalls_udp_recv', metric: 'weft_syscalls_total', labels: { call: 'udp_recv' }, help: 'System calls made by the data plane' },

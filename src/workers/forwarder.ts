@@ -40,7 +40,8 @@ import { Counter } from './counters';
 
 /** The parts of the native addon the packet loop uses (a fake can stand in). */
 export type PacketIo = Pick<NativeBinding,
-  'tunReadBatch' | 'tunWriteBatch' | 'udpRecvBatch' | 'udpSendBatch' | 'udpSendVnetBatch' | 'tunWritePackets'>;
+  'tunReadBatch' | 'tunWriteBatch' | 'udpRecvBatch' | 'udpSendBatch' | 'udpSendVnetBatch' | 'tunWritePackets' |
+  'MAX_WRITE' | 'VNET_HDR_LEN'>;
 
 /** Which offloads the data path uses; each one can be switched off (and is, when the kernel lacks it). */
 export interface OffloadOptions {
@@ -56,8 +57,6 @@ export interface OffloadOptions {
 
 export const NO_OFFLOADS: OffloadOptions = { vnetHdr: false, udpGso: false, udpGro: false, groFlags: 0 };
 
-/** Bytes of a virtio-net header. */
-const VNET_HDR_LEN = 10;
 /** At most this many datagrams arrive in one UDP_GRO message (the kernel's UDP_GRO_CNT_MAX). */
 const DATAGRAMS_PER_MESSAGE = 64;
 
@@ -138,7 +137,8 @@ export class Forwarder {
     this.maxRounds = options.maxBatchesPerWakeup ?? 8;
     this.off = options.offloads ?? NO_OFFLOADS;
     const n = options.batchSize;
-    this.writeCapacity = this.off.udpGro ? n * DATAGRAMS_PER_MESSAGE : n;
+    // a full list is flushed mid-batch, so the cap only bounds one write call
+    this.writeCapacity = Math.min(this.off.udpGro ? n * DATAGRAMS_PER_MESSAGE : n, io.MAX_WRITE);
     this.segs = this.off.udpGro ? new Int32Array(n) : null;
 
     this.tunSlab = Buffer.alloc(n * options.tunSlotSize);
@@ -181,7 +181,7 @@ export class Forwarder {
     const lens = this.tunLens;
     const res = this.ioResult;
     const vnet = this.off.vnetHdr;
-    const hdr = vnet ? VNET_HDR_LEN : 0;
+    const hdr = vnet ? io.VNET_HDR_LEN : 0;
     let total = 0;
     for (let round = 0; round < this.maxRounds; round++) {
       const n = io.tunReadBatch(tunFd, slab, tunSlotSize, batchSize, lens, res);
@@ -318,15 +318,20 @@ export class Forwarder {
 
   /** Writes the first `count` accepted packets of the UDP slab to the TUN; returns 0 (the list is empty again). */
   private flushToTun(count: number): number {
+    this.writeToTun(this.udpSlab, this.writeOffsets, this.writeLens, count, this.off.groFlags, Counter.DropTunWriteFailed);
+    return 0;
+  }
+
+  /** One TUN write call (with a virtio-net header and coalescing in vnet mode); `failedCounter` takes refusals. */
+  private writeToTun(slab: Buffer, offsets: Int32Array, lens: Int32Array, count: number, groFlags: number, failedCounter: Counter): void {
     const res = this.ioResult;
     const written = this.off.vnetHdr
-      ? this.io.tunWritePackets(this.opt.tunFd, this.udpSlab, this.writeOffsets, this.writeLens, count, true, this.off.groFlags, res)
-      : this.io.tunWriteBatch(this.opt.tunFd, this.udpSlab, this.writeOffsets, this.writeLens, count, res);
+      ? this.io.tunWritePackets(this.opt.tunFd, slab, offsets, lens, count, true, groFlags, res)
+      : this.io.tunWriteBatch(this.opt.tunFd, slab, offsets, lens, count, res);
     this.c[Counter.SyscallsTunWrite] += res[0] as number;
     this.c[Counter.TunTxPackets] += written;
     this.c[Counter.TunTxBytes] += res[3] as number;
-    this.c[Counter.DropTunWriteFailed] += res[1] as number;
-    return 0;
+    this.c[failedCounter] += res[1] as number;
   }
 
   /**
@@ -339,7 +344,8 @@ export class Forwarder {
     replyAddr: number, replyPort: number,
   ): boolean {
     if (!mayQuoteInIcmpError(slab, off, len)) return false;
-    if (!this.takeIcmpToken()) {
+    // one batch can hold more packets than ICMP slots (UDP_GRO): the rest count as rate limited
+    if (index >= this.icmpLens.length || !this.takeIcmpToken()) {
       this.c[Counter.IcmpRateLimited]++;
       return false;
     }
@@ -367,14 +373,7 @@ export class Forwarder {
   }
 
   private flushIcmpToTun(count: number): void {
-    const res = this.ioResult;
-    const written = this.off.vnetHdr
-      ? this.io.tunWritePackets(this.opt.tunFd, this.icmpSlab, this.icmpOffsets, this.icmpLens, count, true, 0, res)
-      : this.io.tunWriteBatch(this.opt.tunFd, this.icmpSlab, this.icmpOffsets, this.icmpLens, count, res);
-    this.c[Counter.SyscallsTunWrite] += res[0] as number;
-    this.c[Counter.TunTxPackets] += written;
-    this.c[Counter.TunTxBytes] += res[3] as number;
-    this.c[Counter.DropTunWriteFailed] += res[1] as number;
+    this.writeToTun(this.icmpSlab, this.icmpOffsets, this.icmpLens, count, 0, Counter.IcmpSendFailed);
   }
 
   private flushIcmpToUdp(count: number): void {
@@ -384,6 +383,6 @@ export class Forwarder {
     this.c[Counter.SyscallsUdpSend] += res[0] as number;
     this.c[Counter.UdpTxPackets] += sent;
     this.c[Counter.UdpTxBytes] += res[3] as number;
-    this.c[Counter.DropUdpSendFailed] += res[1] as number;
+    this.c[Counter.IcmpSendFailed] += res[1] as number;
   }
 }

@@ -6,10 +6,8 @@
 import type { RouteSnapshot } from '../routing';
 import type { ForwarderOptions } from './forwarder';
 
-/** Everything a worker needs at start (its Forwarder's options); structured-clone friendly. */
-export interface WorkerInit extends ForwarderOptions {
-  readonly workerIndex: number;
-}
+/** Everything a worker needs at start: its Forwarder's options (structured-clone friendly). */
+export type WorkerInit = ForwarderOptions;
 
 /** main -> worker */
 export type ControlMessage =

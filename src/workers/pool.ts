@@ -32,80 +32,88 @@ interface Member {
   readonly worker: Worker;
   readonly counters: Float64Array;
   routesVersion: number;
+  ready: boolean;
   stopped: boolean;
   exited: boolean;
+  /** Settles the start-up promise for this worker. */
+  started: (err?: Error) => void;
 }
 
 const WORKER_FILE = path.join(__dirname, 'forwarder-worker.js');
 const STOP_TIMEOUT_MS = 3000;
 
 export class ForwarderPool extends EventEmitter {
-  private readonly members: Member[];
+  private readonly members: Member[] = [];
+  private readonly onError: (err: DataPlaneError) => void;
   private stopping = false;
 
-  private constructor(members: Member[]) {
+  private constructor(onError: (err: DataPlaneError) => void) {
     super();
-    this.members = members;
+    this.onError = onError;
   }
 
-  /** Starts the workers and resolves once every one of them is forwarding. */
-  static async start(options: PoolOptions): Promise<ForwarderPool> {
+  /**
+   * Starts the workers and resolves once every one of them is forwarding.
+   * `onError` hears of any worker that fails or exits afterwards (the agent stops).
+   */
+  static async start(options: PoolOptions, onError: (err: DataPlaneError) => void): Promise<ForwarderPool> {
     if (options.workers < 1) throw new StateError('a forwarder pool needs at least one worker');
-    const members: Member[] = [];
-    const ready: Promise<void>[] = [];
-    for (let i = 0; i < options.workers; i++) {
+    const pool = new ForwarderPool(onError);
+    const { tunFds, udpFds, workers, ...shared } = options;
+    const starts: Promise<void>[] = [];
+    for (let i = 0; i < workers; i++) {
       const counters = newCounterBlock();
-      const { tunFds, udpFds, workers, ...shared } = options;
       const init: WorkerInit = {
         ...shared,
-        workerIndex: i,
         tunFd: tunFds[i % tunFds.length] as number,
         udpFd: udpFds[i % udpFds.length] as number,
         counters,
       };
       const worker = new Worker(WORKER_FILE, { workerData: init, name: `weft-forwarder-${i}` });
-      const member: Member = { worker, counters, routesVersion: options.routes.version, stopped: false, exited: false };
-      members.push(member);
-      ready.push(
-        new Promise<void>((resolve, reject) => {
-          const onMessage = (msg: WorkerMessage): void => {
-            if (msg.type === 'ready') {
-              worker.off('error', reject);
-              resolve();
-            }
-          };
-          worker.on('message', onMessage);
-          worker.once('error', reject);
-        }),
-      );
+      starts.push(new Promise<void>((resolve, reject) => {
+        const member: Member = {
+          worker, counters, routesVersion: options.routes.version, ready: false, stopped: false, exited: false,
+          started: (err) => (err === undefined ? resolve() : reject(err)),
+        };
+        pool.members.push(member);
+        pool.watch(member);
+      }));
     }
-    const pool = new ForwarderPool(members);
     try {
-      await Promise.all(ready);
+      await Promise.all(starts);
     } catch (err) {
-      await Promise.all(members.map((m) => m.worker.terminate()));
+      pool.stopping = true;
+      await Promise.all(pool.members.map((m) => m.worker.terminate()));
       throw new DataPlaneError(`a data-plane worker failed to start: ${(err as Error).message}`, { cause: err });
     }
-    for (const m of members) pool.watch(m);
     return pool;
   }
 
+  /** Listens to a worker from its creation: start-up, route acknowledgements, failures. */
   private watch(member: Member): void {
+    const id = member.worker.threadId;
     member.worker.on('message', (msg: WorkerMessage) => {
-      if (msg.type === 'routes-applied') {
+      if (msg.type === 'ready') {
+        member.ready = true;
+        member.started();
+      } else if (msg.type === 'routes-applied') {
         member.routesVersion = msg.version;
         this.emit('routes-applied', msg.version);
       } else if (msg.type === 'stopped') {
         member.stopped = true;
+        this.emit('routes-applied', member.routesVersion);
       }
     });
     member.worker.on('error', (err) => {
-      this.emit('error', new DataPlaneError(`data-plane worker ${member.worker.threadId} failed: ${err.message}`, { cause: err }));
+      if (!member.ready) member.started(err);
+      else this.onError(new DataPlaneError(`data-plane worker ${id} failed: ${err.message}`, { cause: err }));
     });
     member.worker.on('exit', (code) => {
       member.exited = true;
-      if (!this.stopping && !member.stopped) {
-        this.emit('error', new DataPlaneError(`data-plane worker ${member.worker.threadId} exited unexpectedly (code ${code})`));
+      this.emit('routes-applied', member.routesVersion); // nobody waits for a worker that is gone
+      if (!member.ready) member.started(new Error(`exited with code ${code} before it was ready`));
+      else if (!this.stopping && !member.stopped) {
+        this.onError(new DataPlaneError(`data-plane worker ${id} exited unexpectedly (code ${code})`));
       }
     });
   }

@@ -681,3 +681,33 @@ describe('the kernel refuses a packet', () => {
     });
   });
 });
+
+describe('offload mode (UDP_GRO messages, virtio-net TUN writes)', () => {
+  const GRO = { vnetHdr: true, udpGso: true, udpGro: true, groFlags: 1 };
+
+  it('a GRO message of more expiring datagrams than ICMP slots does not break the batch', () => {
+    // batch 4: 4 ICMP slots, but one message brings 20 datagrams with TTL 1
+    const { io, counters, fwd } = setup({ batchSize: 4, udpSlotSize: 65536, offloads: GRO });
+    const datagrams = Array.from({ length: 20 }, (_, i) => inbound(i + 1, 40, 1));
+    io.udp.injectGro(datagrams, ip('192.168.77.2'), 8285);
+    assert.equal(fwd.pumpUdp(), 20);
+    assert.equal(io.udp.sent.length, 4, 'one ICMP time exceeded per ICMP slot');
+    expectCounters(counters, {
+      udp_rx_packets: 20, udp_rx_bytes: sumLengths(datagrams), drop_ttl_expired_decap: 20,
+      icmp_time_exceeded_sent: 4, icmp_rate_limited: 16, udp_tx_packets: 4, udp_tx_bytes: sumLengths(io.udp.sent.map((d) => d.bytes)),
+    });
+  });
+
+  it('coalesces nothing that is not a TCP segment and writes each datagram of a GRO message with a virtio-net header', () => {
+    const { io, counters, fwd } = setup({ batchSize: 4, udpSlotSize: 65536, offloads: GRO });
+    const datagrams = Array.from({ length: 6 }, (_, i) => inbound(i + 1, 40, 63));
+    io.udp.injectGro(datagrams, ip('192.168.77.2'), 8285);
+    assert.equal(fwd.pumpUdp(), 6);
+    assert.equal(io.tun.written.length, 6);
+    for (const [i, w] of io.tun.written.entries()) {
+      assert.deepEqual([...w.subarray(0, 10)], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 'a zero virtio-net header');
+      assertForwarded(w.subarray(10), datagrams[i] as Buffer);
+    }
+    assert.equal(counters[Counter.TunTxPackets], 6);
+  });
+});

@@ -5,7 +5,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import type { Backend, BackendType, PeerLease } from '../../src/backend/backend';
+import type { Backend, PeerLease } from '../../src/backend/backend';
+import type { BackendType } from '../../src/subnet/net-config';
 import { LeaseRoutes } from '../../src/backend/lease-routes';
 import { silentLogger } from '../../src/log';
 import { formatIpv4, formatPrefix, parseCidr, parseIpv4, samePrefix, type Ipv4Prefix } from '../../src/net/ipv4';

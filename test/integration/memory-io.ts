@@ -71,6 +71,8 @@ export class MemoryUdp {
 }
 
 export class MemoryPacketIo implements PacketIo {
+  readonly MAX_WRITE = loadNative().MAX_WRITE;
+  readonly VNET_HDR_LEN = loadNative().VNET_HDR_LEN;
   readonly tun = new MemoryTun();
   readonly udp = new MemoryUdp();
 
