@@ -30,6 +30,8 @@ struct weft_env {
   int closing_polls;
 };
 
+struct weft_poll_token;
+
 struct weft_poll {
   uv_poll_t handle;
   napi_env env;
@@ -37,8 +39,16 @@ struct weft_poll {
   napi_async_context async;
   struct weft_env *owner;
   struct weft_poll *next;
+  struct weft_poll_token *token;
   int stopped;
 };
+
+/* What a JS handle points at: outlives the watcher, so a stale handle is harmless. */
+struct weft_poll_token {
+  struct weft_poll *poll; /* NULL once stopped */
+};
+
+static void stop_poll(struct weft_poll *p);
 
 /* ---------- errors ---------- */
 
@@ -331,7 +341,7 @@ static napi_value make_buffer_copy(napi_env env, const void *parts[], const size
   for (int i = 0; i < n; i++) total += lens[i];
   void *data;
   napi_value buf;
-  napi_create_buffer(env, total, &data, &buf);
+  if (napi_create_buffer(env, total, &data, &buf) != napi_ok) return NULL;
   size_t at = 0;
   for (int i = 0; i < n; i++) {
     memcpy((uint8_t *)data + at, parts[i], lens[i]);
@@ -456,7 +466,8 @@ static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
 }
 
 /*
- * spinPoll(fdA, fdB, maxMicros) -> 0 (fdA readable), 1 (fdB readable), -1 (neither within maxMicros).
+ * spinPoll(fdA, fdB, maxMicros) -> 0 (fdA readable), 1 (fdB readable), -1 (neither within maxMicros),
+ * -2 (a descriptor reports an error or hang-up).
  * Busy-waits with non-blocking poll(2): a packet that arrives within the window
  * is handled without the thread going to sleep and being woken again.
  */
@@ -471,8 +482,10 @@ static napi_value spin_poll(napi_env env, napi_callback_info info) {
   for (;;) {
     int r = poll(p, 2, 0);
     if (r > 0) {
+      /* only readability counts: an error on a descriptor goes back to the watchers, which report it */
+      int which = (p[0].revents & POLLIN) ? 0 : (p[1].revents & POLLIN) ? 1 : -2;
       napi_value out;
-      napi_create_int32(env, (p[0].revents & POLLIN) ? 0 : 1, &out);
+      napi_create_int32(env, which, &out);
       return out;
     }
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -533,9 +546,11 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 
 static void poll_finalize(napi_env env, void *data, void *hint) {
   (void)env;
-  (void)data;
   (void)hint;
-  /* the watcher's memory is owned by libuv until on_poll_closed */
+  /* the handle is garbage: the watcher (owned by libuv until on_poll_closed) forgets its token */
+  struct weft_poll_token *t = data;
+  if (t->poll != NULL) t->poll->token = NULL;
+  free(t);
 }
 
 /* pollStart(fd, callback(status, events)) -> handle. Watches fd for readability. */
@@ -570,12 +585,25 @@ static napi_value poll_start(napi_env env, napi_callback_info info) {
   }
   p->next = p->owner->polls;
   p->owner->polls = p;
-  napi_create_external(env, p, poll_finalize, NULL, &handle);
+  struct weft_poll_token *token = calloc(1, sizeof(*token));
+  if (token == NULL) {
+    napi_delete_reference(env, p->callback);
+    napi_async_destroy(env, p->async);
+    stop_poll(p);
+    return throw_errno(env, "calloc", ENOMEM);
+  }
+  token->poll = p;
+  p->token = token;
+  napi_create_external(env, token, poll_finalize, NULL, &handle);
   return handle;
 }
 
 static void stop_poll(struct weft_poll *p) {
   p->stopped = 1;
+  if (p->token != NULL) {
+    p->token->poll = NULL;
+    p->token = NULL;
+  }
   uv_poll_stop(&p->handle);
   unlink_poll(p);
   uv_close((uv_handle_t *)&p->handle, on_poll_closed);
@@ -587,11 +615,8 @@ static napi_value poll_stop(napi_env env, napi_callback_info info) {
   GET_ARGS(1);
   if (napi_get_value_external(env, argv[0], &data) != napi_ok)
     return throw_arg(env, "pollStop(handle): not a watcher handle");
-  struct weft_poll *p = data;
-  /* a handle stays valid until stopped; the external keeps its pointer */
-  struct weft_poll *it = instance(env)->polls;
-  while (it != NULL && it != p) it = it->next;
-  if (it == NULL) return NULL; /* already stopped */
+  struct weft_poll *p = ((struct weft_poll_token *)data)->poll;
+  if (p == NULL) return NULL; /* already stopped */
   napi_delete_reference(env, p->callback);
   napi_async_destroy(env, p->async);
   stop_poll(p);
@@ -608,8 +633,11 @@ static void on_env_teardown(napi_async_cleanup_hook_handle hook, void *arg) {
     return;
   }
   while (e->polls != NULL) {
+    struct weft_poll *p = e->polls;
     e->closing_polls++;
-    stop_poll(e->polls);
+    napi_delete_reference(p->env, p->callback);
+    napi_async_destroy(p->env, p->async);
+    stop_poll(p);
   }
 }
 
@@ -658,6 +686,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   set_u32(env, exports, "TUN_MULTI_QUEUE", WEFT_TUN_MULTI_QUEUE);
   set_u32(env, exports, "UDP_REUSEPORT", WEFT_UDP_REUSEPORT);
   set_u32(env, exports, "MAX_WRITE", WEFT_MAX_WRITE);
+  set_u32(env, exports, "GSO_MAX_SEGS", WEFT_GSO_MAX_SEGS);
   set_u32(env, exports, "VNET_HDR_LEN", WEFT_VNET_HDR_LEN);
   set_u32(env, exports, "TUN_F_CSUM", WEFT_TUN_F_CSUM);
   set_u32(env, exports, "TUN_F_TSO4", WEFT_TUN_F_TSO4);

@@ -47,18 +47,28 @@ int weft_tun_set_offload(int fd, unsigned int offload_flags) {
 
 int weft_tun_read_batch(int fd, uint8_t *slab, size_t slot_size, int max,
                         int32_t *lens, struct weft_io *io) {
-  int n = 0;
+  int n = 0, refused = 0;
+  uint8_t spill; /* one byte past the slot: a packet that reaches it did not fit */
   while (n < max) {
-    ssize_t r = read(fd, slab + (size_t)n * slot_size, slot_size);
+    struct iovec iov[2] = {{slab + (size_t)n * slot_size, slot_size}, {&spill, 1}};
+    ssize_t r = readv(fd, iov, 2);
     io->syscalls++;
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      if (n == 0) return -errno;
+      /* the device is gone: the caller must know */
+      if (errno == EBADF || errno == EBADFD || errno == EIO) {
+        if (n == 0) return -errno;
+        io->last_errno = errno;
+        break;
+      }
+      /* a packet the kernel could not hand over (e.g. EINVAL for its offload type): it is lost, go on */
+      io->failed++;
       io->last_errno = errno;
-      break;
+      if (++refused >= max) break;
+      continue;
     }
-    lens[n++] = (int32_t)r;
+    lens[n++] = (size_t)r > slot_size ? -1 : (int32_t)r;
   }
   return n;
 }
@@ -89,7 +99,10 @@ int weft_tun_write_packets(int fd, uint8_t *slab, const int32_t *offsets, const 
                            int count, int vnet, int gro_flags, struct weft_scratch *s,
                            struct weft_io *io) {
   if (!vnet) return weft_tun_write_batch(fd, slab, offsets, lens, count, io);
-  if (count > WEFT_MAX_WRITE) count = WEFT_MAX_WRITE;
+  if (count > WEFT_MAX_WRITE) {
+    io->failed += (uint32_t)(count - WEFT_MAX_WRITE); /* callers stay below it; never silently */
+    count = WEFT_MAX_WRITE;
+  }
   int ngroups = weft_gro_plan(slab, offsets, lens, count, gro_flags, s->groups);
   uint8_t hdr[WEFT_VNET_HDR_LEN];
   int written = 0;

@@ -106,8 +106,10 @@ int weft_udp_recv_batch(int fd, uint8_t *slab, size_t slot_size, int max, int32_
     ports[i] = ntohs(s->addrs[i].sin_port);
     if (segs != NULL) {
       segs[i] = 0;
+      /* without its control message a GRO message could not be split: drop it whole */
+      if (m->msg_flags & MSG_CTRUNC) lens[i] = -1;
       for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL; c = CMSG_NXTHDR(m, c)) {
-        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+        if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
           int size;
           memcpy(&size, CMSG_DATA(c), sizeof(size));
           segs[i] = size;
@@ -171,6 +173,36 @@ int weft_udp_send_batch(int fd, const uint8_t *slab, const int32_t *offsets,
   return sent;
 }
 
+/* Sends the header/payload iovec pairs of one UDP_SEGMENT message as separate datagrams. */
+static void send_singly(int fd, const struct mmsghdr *gso, struct weft_io *io) {
+  struct mmsghdr one[WEFT_UDP_GSO_MAX_SEGS];
+  const struct msghdr *g = &gso->msg_hdr;
+  int n = (int)(g->msg_iovlen / 2);
+  for (int k = 0; k < n; k++) {
+    memset(&one[k].msg_hdr, 0, sizeof(one[k].msg_hdr));
+    one[k].msg_hdr.msg_name = g->msg_name;
+    one[k].msg_hdr.msg_namelen = g->msg_namelen;
+    one[k].msg_hdr.msg_iov = g->msg_iov + 2 * k;
+    one[k].msg_hdr.msg_iovlen = 2;
+  }
+  int done = 0;
+  while (done < n) {
+    int r = sendmmsg(fd, one + done, (unsigned int)(n - done), 0);
+    io->syscalls++;
+    if (r > 0) {
+      for (int i = done; i < done + r; i++) io->bytes += one[i].msg_len;
+      io->units += (uint32_t)r;
+      done += r;
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) && wait_writable(fd, io)) continue;
+    io->failed++;
+    io->last_errno = r < 0 ? errno : EIO;
+    done++;
+  }
+}
+
 /* Sends msgs[0..nmsg) with sendmmsg, skipping refused ones; counts in datagram units. */
 static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, struct weft_io *io) {
   int done = 0;
@@ -192,8 +224,15 @@ static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, struct weft_io 
       io->last_errno = EAGAIN;
       break;
     }
-    io->failed += s->msg_units[done];
-    io->last_errno = r < 0 ? errno : EIO;
+    int err = r < 0 ? errno : EIO;
+    if (s->msg_units[done] > 1 && (err == EMSGSIZE || err == EINVAL || err == EIO)) {
+      /* the kernel refused UDP_SEGMENT for this path (MTU below the segment, IPsec, no
+         checksum offload): the same datagrams still go, one by one */
+      send_singly(fd, &s->msgs[done], io);
+    } else {
+      io->failed += s->msg_units[done];
+      io->last_errno = err;
+    }
     done++;
   }
 }

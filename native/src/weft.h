@@ -84,9 +84,10 @@ int weft_tun_set_offload(int fd, unsigned int offload_flags);
 
 /*
  * Reads up to max packets; packet i lands at slab + i*slot_size and its
- * length goes to lens[i]. Stops early when the device is empty (EAGAIN).
- * Returns the count read, or -errno if the first read failed with an error
- * other than EAGAIN.
+ * length goes to lens[i] (-1 when it did not fit the slot). Stops early when
+ * the device is empty (EAGAIN). A packet the kernel refuses to hand over is
+ * counted in io->failed. Returns the count read, or -errno when the first
+ * read finds the device gone (EBADF, EBADFD, EIO).
  */
 int weft_tun_read_batch(int fd, uint8_t *slab, size_t slot_size, int max,
                         int32_t *lens, struct weft_io *io);

@@ -36,6 +36,8 @@ export interface NativeBinding {
   readonly TUN_MULTI_QUEUE: number;
   readonly UDP_REUSEPORT: number;
   readonly MAX_WRITE: number;
+  /** Segments one super-packet may split into (the TUN's gso_max_segs is set to it). */
+  readonly GSO_MAX_SEGS: number;
   readonly VNET_HDR_LEN: number;
   readonly TUN_F_CSUM: number;
   readonly TUN_F_TSO4: number;
@@ -50,9 +52,9 @@ export interface NativeBinding {
   tunOpen(name: string, flags: number): TunHandle;
   tunSetOffload(fd: number, flags: number): void;
   /**
-   * Reads up to `max` packets: packet i at `slab[i*slotSize]`, length in lens[i].
-   * Returns the count (0 when the device is empty). The bytes are valid until
-   * the next read into the same slab.
+   * Reads up to `max` packets: packet i at `slab[i*slotSize]`, length in lens[i]
+   * (-1 when it did not fit the slot). Returns the count (0 when the device is
+   * empty). The bytes are valid until the next read into the same slab.
    */
   tunReadBatch(fd: number, slab: Uint8Array, slotSize: number, max: number, lens: Int32Array, io: Uint32Array): number;
   /** Writes packets `slab[offsets[i]..+lens[i]]` for i < count. Returns how many the kernel took. */
@@ -112,7 +114,8 @@ export interface NativeBinding {
   closeFd(fd: number): void;
   /**
    * Busy-waits up to maxMicros for fdA or fdB to become readable (non-blocking
-   * poll in a loop): 0 or 1 for the readable one, -1 when neither was.
+   * poll in a loop): 0 or 1 for the readable one, -1 when neither was, -2 when a
+   * descriptor reports an error (the watchers then surface it).
    */
   spinPoll(fdA: number, fdB: number, maxMicros: number): number;
 

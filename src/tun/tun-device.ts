@@ -93,7 +93,11 @@ export class TunDevice {
     await writeSysctl(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, '1', true);
     await writeSysctl(`/proc/sys/net/ipv4/conf/${name}/accept_local`, '1', false);
     await ip(['addr', 'add', `${formatIpv4(address)}/32`, 'dev', name]);
-    await ip(['link', 'set', 'dev', name, 'mtu', String(mtu), ...(this.options.txQueueLen === undefined ? [] : ['txqueuelen', String(this.options.txQueueLen)]), 'up']);
+    // with offloads, cap TSO bursts at the segments one split handles (the TUN allows 65535;
+    // a small MSS would otherwise make super-packets weft must drop)
+    const gso = this.options.vnetHdr ? ['gso_max_segs', String(this.native.GSO_MAX_SEGS)] : [];
+    const queue = this.options.txQueueLen === undefined ? [] : ['txqueuelen', String(this.options.txQueueLen)];
+    await ip(['link', 'set', 'dev', name, 'mtu', String(mtu), ...queue, ...gso, 'up']);
     await ip(['route', 'add', formatPrefix(network), 'dev', name], {
       hint: `is ${formatPrefix(network)} already routed on this host (another overlay)? \`ip route show ${formatPrefix(network)}\` tells`,
     });

@@ -19,6 +19,7 @@ export const enum Counter {
 
   /** tun -> udp drops */
   DropTunNotIpv4,
+  DropTunTruncated,
   DropNoRoute,
   DropTtlExpiredEncap,
   DropUdpSendFailed,
@@ -80,6 +81,7 @@ export const COUNTER_INFO: readonly CounterInfo[] = [
   { name: 'tun_tx_packets', metric: 'weft_tun_tx_packets_total', help: 'Packets written to the TUN device (each coalesced segment counts)' },
   { name: 'tun_tx_bytes', metric: 'weft_tun_tx_bytes_total', help: 'Bytes written to the TUN device (coalesced packets count their merged size)' },
   drop('encap', 'not_ipv4', 'Packet from the TUN that is not IPv4'),
+  drop('encap', 'tun_truncated', 'Packet from the TUN larger than its read slot (the TUN MTU was raised under weft)'),
   drop('encap', 'no_route', 'No peer owns the destination subnet'),
   drop('encap', 'ttl_expired', 'TTL reached 0 before encapsulation', 'drop_ttl_expired_encap'),
   drop('encap', 'send_failed', 'The kernel refused the datagram'),

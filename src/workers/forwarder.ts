@@ -196,6 +196,10 @@ export class Forwarder {
       for (let i = 0; i < n; i++) {
         const slot = i * tunSlotSize;
         const ip = slot + hdr; // the IP packet (after the virtio-net header in vnet mode)
+        if ((lens[i] as number) < 0) {
+          c[Counter.DropTunTruncated]++;
+          continue;
+        }
         const len = (lens[i] as number) - hdr;
         bytes += len;
         if (len < 20 || ((slab[ip] as number) >> 4) !== 4) {

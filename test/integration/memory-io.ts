@@ -72,6 +72,7 @@ export class MemoryUdp {
 
 export class MemoryPacketIo implements PacketIo {
   readonly MAX_WRITE = loadNative().MAX_WRITE;
+  readonly GSO_MAX_SEGS = loadNative().GSO_MAX_SEGS;
   readonly VNET_HDR_LEN = loadNative().VNET_HDR_LEN;
   readonly tun = new MemoryTun();
   readonly udp = new MemoryUdp();
