@@ -8,7 +8,8 @@
         "native/src/udp.c",
         "native/src/csum.c",
         "native/src/gso.c",
-        "native/src/gro.c"
+        "native/src/gro.c",
+        "native/src/notify.c"
       ],
       "cflags_c": [
         "-std=gnu11",

@@ -497,6 +497,22 @@ static napi_value spin_poll(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* notifySend(socketPath: string, message: string): sd_notify's one datagram */
+static napi_value notify_send(napi_env env, napi_callback_info info) {
+  char path[128], msg[512];
+  size_t path_len, msg_len;
+  GET_ARGS(2);
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof(path), &path_len) != napi_ok)
+    return throw_arg(env, "notifySend: socketPath must be a string");
+  if (path_len >= sizeof(path) - 1) return throw_arg(env, "notifySend: socketPath is too long");
+  if (napi_get_value_string_utf8(env, argv[1], msg, sizeof(msg), &msg_len) != napi_ok)
+    return throw_arg(env, "notifySend: message must be a string");
+  if (msg_len >= sizeof(msg) - 1) return throw_arg(env, "notifySend: message is too long");
+  int rc = weft_notify_send(path, path_len, msg, msg_len);
+  if (rc < 0) return throw_errno(env, "sendto", -rc);
+  return NULL;
+}
+
 /* closeFd(fd) */
 static napi_value close_fd(napi_env env, napi_callback_info info) {
   int32_t fd;
@@ -668,6 +684,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"udpRecvBatch", NULL, udp_recv_batch, NULL, NULL, NULL, napi_default, NULL},
       {"udpSendBatch", NULL, udp_send_batch, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+      {"notifySend", NULL, notify_send, NULL, NULL, NULL, napi_default, NULL},
       {"spinPoll", NULL, spin_poll, NULL, NULL, NULL, napi_default, NULL},
       {"udpSendVnetBatch", NULL, udp_send_vnet_batch, NULL, NULL, NULL, napi_default, NULL},
       {"tunWritePackets", NULL, tun_write_packets, NULL, NULL, NULL, napi_default, NULL},

@@ -163,4 +163,7 @@ int weft_udp_send_batch(int fd, const uint8_t *slab, const int32_t *offsets,
                         const int32_t *lens, const uint32_t *addrs, const uint16_t *ports,
                         int count, struct weft_scratch *s, struct weft_io *io);
 
+/* notify.c: one datagram to the service manager's socket ("@name" = abstract). 0 or -errno. */
+int weft_notify_send(const char *path, size_t path_len, const char *msg, size_t msg_len);
+
 #endif

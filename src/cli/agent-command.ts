@@ -4,9 +4,29 @@
  * flanneld flags weft cannot honour are refused with a reason, never ignored.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { runAgent, type AgentOptions } from '../agent/agent';
+import { backendTypes } from '../backend/registry';
+import { UDP_AGENT_DEFAULTS } from '../backend/udp/udp-options';
 import { UsageError } from '../errors';
+import { DEFAULT_STATE_DIR } from '../host/ledger';
 import { createLogger } from '../log';
-import { AGENT_DEFAULTS, runAgent, type AgentOptions } from './agent';
+import { validateInterfaceName } from '../net/interfaces';
+import { DEFAULT_ETCD_PREFIX } from '../subnet/etcd-store';
+import { DEFAULT_LEASE_FILE_PATH } from '../subnet/file-store';
+import { DEFAULT_SUBNET_FILE } from '../subnet/subnet-env';
+
+export const AGENT_DEFAULTS = {
+  netConfigPath: '/etc/kube-flannel/net-conf.json',
+  etcdPrefix: DEFAULT_ETCD_PREFIX,
+  leaseFile: DEFAULT_LEASE_FILE_PATH,
+  leaseTtlSeconds: 24 * 60 * 60,
+  renewMarginMinutes: 60,
+  subnetFile: DEFAULT_SUBNET_FILE,
+  stateDir: DEFAULT_STATE_DIR,
+  iptablesResyncSeconds: 5,
+  healthzIp: '0.0.0.0',
+  healthzPort: 0,
+} as const;
 
 export const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
@@ -27,21 +47,39 @@ export function parseBool(value: string): boolean {
 /** FLANNELD_ETCD_ENDPOINTS style name for a flag. */
 const env = (flag: string): string => `FLANNELD_${flag.toUpperCase().replace(/-/g, '_')}`;
 
-/** flanneld flags weft refuses, and why. */
+/**
+ * flanneld flags weft refuses, and why. They are refused whether given on the
+ * command line or as FLANNELD_<NAME> in the environment; a value of false (or
+ * an empty one) is not a request and passes.
+ */
 export const UNSUPPORTED_FLAGS: Readonly<Record<string, string>> = {
   'kube-subnet-mgr': 'weft has no Kubernetes subnet manager; keep leases in etcd (--etcd-endpoints) or the embedded store',
   'kube-api-url': 'weft has no Kubernetes subnet manager (see --kube-subnet-mgr)',
   'kubeconfig-file': 'weft has no Kubernetes subnet manager (see --kube-subnet-mgr)',
   'kube-annotation-prefix': 'weft has no Kubernetes subnet manager (see --kube-subnet-mgr)',
   'public-ipv6': 'weft is IPv4-only',
-  'iface-can-reach': 'not implemented in weft; name the interface with --iface or --iface-regex',
   'subnet-dir': 'not implemented in weft (it belongs to flannel\'s multi-network mode)',
   'set-node-network-unavailable': 'weft has no Kubernetes integration',
+  vmodule: 'weft has one log level for the whole agent: use -v',
+  'log_backtrace_at': 'weft logs no Go stack traces: use -v for more detail',
 };
+
+/** The value a refused flag was given, from the command line or its FLANNELD_ variable; undefined when none (or false). */
+export function refusedFlagValue(name: string, fromCommandLine: unknown, environment: NodeJS.ProcessEnv): string | undefined {
+  const envValue = environment[env(name)];
+  const value = fromCommandLine !== undefined ? fromCommandLine : envValue;
+  if (value === undefined || value === false || value === '' || (typeof value === 'string' && /^(false|0)$/i.test(value))) return undefined;
+  return value === true ? 'true' : String(value);
+}
 
 function flannelOption(flags: string, description: string): Option {
   const long = /--([a-z0-9-]+)/.exec(flags)?.[1] as string;
   return new Option(flags, description).env(env(long));
+}
+
+/** weft's version (package.json). */
+export function version(): string {
+  return (require('../../../package.json') as { version: string }).version;
 }
 
 export function addAgentCommand(program: Command): Command {
@@ -61,6 +99,7 @@ export function addAgentCommand(program: Command): Command {
       .argParser(collect).default([]))
     .addOption(flannelOption('--iface-regex <regex>', 'underlay interface by regular expression on name or address (repeatable)')
       .argParser(collect).default([]))
+    .addOption(flannelOption('--iface-can-reach <ip>', 'underlay interface: the one the kernel would use to reach this address (after --iface and --iface-regex)'))
     .addOption(flannelOption('--public-ip <ip>', 'address other hosts send to (default: the underlay interface\'s address)'))
     .addOption(flannelOption('--etcd-endpoints <urls>', 'comma-separated etcd URLs, e.g. http://127.0.0.1:2379 (not given: the embedded store)'))
     .addOption(flannelOption('--etcd-prefix <path>', 'etcd key prefix').default(AGENT_DEFAULTS.etcdPrefix))
@@ -80,7 +119,11 @@ export function addAgentCommand(program: Command): Command {
     .addOption(new Option('--peer <cidr=ip[:port]>', 'static mode: another host\'s subnet and underlay address (repeatable; port defaults to Backend.Port)')
       .argParser(collect).default([]))
     .addOption(new Option('--peers-file <file>', 'static mode: file of CIDR=IP[:PORT] lines, re-read when it changes or on SIGHUP'))
-    .addOption(flannelOption('--ip-masq [bool]', 'masquerade traffic leaving the overlay (nat chain FLANNEL-POSTRTG)')
+    .addOption(flannelOption('--ip-masq [bool]', 'masquerade traffic leaving the overlay (nat chain FLANNEL-POSTRTG, or nftables with EnableNFTables)')
+      .argParser(parseBool).default(false).preset(true))
+    .addOption(flannelOption('--ip-masq-fully-random-disable [bool]', 'masquerade without --random-fully (fully-random port mapping)')
+      .argParser(parseBool).default(false).preset(true))
+    .addOption(flannelOption('--ip-blackhole-route [bool]', 'add a blackhole route for this host\'s lease (at the lowest priority: the bridge\'s own route wins)')
       .argParser(parseBool).default(false).preset(true))
     .addOption(flannelOption('--iptables-resync <seconds>', 'how often the iptables rules are re-checked')
       .argParser(intIn('--iptables-resync', 1, 86400)).default(AGENT_DEFAULTS.iptablesResyncSeconds))
@@ -89,11 +132,17 @@ export function addAgentCommand(program: Command): Command {
     .addOption(flannelOption('--healthz-ip <ip>', 'address for /healthz, /readyz, /metrics and /routes').default(AGENT_DEFAULTS.healthzIp))
     .addOption(flannelOption('--healthz-port <port>', 'port for /healthz, /readyz, /metrics and /routes (0 = off)')
       .argParser(intIn('--healthz-port', 0, 65535)).default(AGENT_DEFAULTS.healthzPort))
-    .addOption(new Option('--tun-name <name>', 'TUN device name (flannel itself uses flannel0)').default(AGENT_DEFAULTS.tunName))
+    .addOption(new Option('--state-dir <dir>', 'where weft records what it created on this host (for restarts and `weft cleanup`)')
+      .default(AGENT_DEFAULTS.stateDir).env('WEFT_STATE_DIR'))
+    .addOption(new Option('--tun-name <name>', 'udp backend: TUN device name (flannel itself uses flannel0)').default(UDP_AGENT_DEFAULTS.tunName)
+      .argParser((v: string) => {
+        validateInterfaceName(v, '--tun-name');
+        return v;
+      }))
     .addOption(new Option('--workers <n>', 'data-plane worker threads (one TUN queue each)')
-      .argParser(intIn('--workers', 1, 64)).default(AGENT_DEFAULTS.workers))
+      .argParser(intIn('--workers', 1, 64)).default(UDP_AGENT_DEFAULTS.workers))
     .addOption(new Option('--batch-size <n>', 'packets per system call batch')
-      .argParser(intIn('--batch-size', 1, 1024)).default(AGENT_DEFAULTS.batchSize))
+      .argParser(intIn('--batch-size', 1, 1024)).default(UDP_AGENT_DEFAULTS.batchSize))
     .addOption(new Option('--tun-offload [bool]', 'virtio-net header with checksum/TSO offload on the TUN: reads 64 KiB TCP super-packets, split in userspace')
       .argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--udp-gso [bool]', 'send a split super-packet with one UDP_SEGMENT system call').argParser(parseBool).default(true).preset(true))
@@ -102,29 +151,39 @@ export function addAgentCommand(program: Command): Command {
     .addOption(new Option('--tun-coalesce-udp [bool]', 'merge consecutive UDP datagrams of a flow into one TUN write (kernel >= 6.2)')
       .argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--tun-txqueuelen <n>', 'packets the kernel may queue on the TUN for weft').argParser(intIn('--tun-txqueuelen', 1, 1_000_000))
-      .default(AGENT_DEFAULTS.tunTxQueueLen))
+      .default(UDP_AGENT_DEFAULTS.tunTxQueueLen))
     .addOption(new Option('--socket-buffer <bytes>', 'UDP receive and send buffer size').argParser(intIn('--socket-buffer', 65536, 1 << 30))
-      .default(AGENT_DEFAULTS.socketBufferBytes))
+      .default(UDP_AGENT_DEFAULTS.socketBufferBytes))
     .addOption(new Option('--busy-poll-us <microseconds>', 'keep polling this long after handling packets instead of sleeping: lower latency, more CPU (0 = off)')
       .argParser(intIn('--busy-poll-us', 0, 10_000)).default(0))
     .addOption(new Option('-v, --verbosity <level>', 'log verbosity: 0 info, 1 debug, 2 trace (flanneld: -v=N)')
-      .argParser(intIn('-v', 0, 10)).default(0).env('FLANNELD_V'));
+      .argParser(intIn('-v', 0, 10)).default(0).env('FLANNELD_V'))
+    .addOption(new Option('--version', 'print the version and exit (as flanneld --version)'));
   for (const name of Object.keys(UNSUPPORTED_FLAGS)) {
     command.addOption(new Option(`--${name} [value]`).hideHelp());
   }
-  command.addHelpText('after', `\nflanneld flags weft refuses: ${Object.keys(UNSUPPORTED_FLAGS).map((n) => `--${n}`).join(', ')}.`);
+  command.addHelpText('after', `\nBackends (net-conf.json Backend.Type): ${backendTypes().join(', ')}.` +
+    `\nflanneld flags weft refuses (also as FLANNELD_* variables): ${Object.keys(UNSUPPORTED_FLAGS).map((n) => `--${n}`).join(', ')}.`);
 
   command.action(async (o: Record<string, unknown>) => {
+    if (o['version'] === true) {
+      process.stdout.write(`${version()}\n`);
+      return;
+    }
     for (const [name, why] of Object.entries(UNSUPPORTED_FLAGS)) {
-      const key = name.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
-      const value = o[key];
-      if (value !== undefined && value !== false && value !== 'false') throw new UsageError(`--${name} is not supported: ${why}`);
+      const key = command.options.find((opt) => opt.long === `--${name}`)?.attributeName() ?? name;
+      const value = refusedFlagValue(name, o[key], process.env);
+      if (value !== undefined) {
+        const from = o[key] !== undefined ? '' : ` (from ${env(name)}=${value})`;
+        throw new UsageError(`--${name} is not supported${from}: ${why}`);
+      }
     }
     const endpoints = o['etcdEndpoints'] as string | undefined;
     const options: AgentOptions = {
       netConfigPath: o['netConfigPath'] as string,
       iface: o['iface'] as string[],
       ifaceRegex: o['ifaceRegex'] as string[],
+      ifaceCanReach: o['ifaceCanReach'] as string | undefined,
       publicIp: o['publicIp'] as string | undefined,
       subnet: o['subnet'] as string | undefined,
       peers: o['peer'] as string[],
@@ -141,25 +200,31 @@ export function addAgentCommand(program: Command): Command {
       leaseFile: o['leaseFile'] as string,
       leaseTtlSeconds: o['subnetLeaseTtl'] as number,
       renewMarginMinutes: o['subnetLeaseRenewMargin'] as number,
-      tunName: o['tunName'] as string,
       subnetFile: o['subnetFile'] as string,
+      stateDir: o['stateDir'] as string,
       ipMasq: o['ipMasq'] as boolean,
+      ipMasqRandomFullyDisable: o['ipMasqFullyRandomDisable'] as boolean,
+      ipBlackholeRoute: o['ipBlackholeRoute'] as boolean,
       iptablesResyncSeconds: o['iptablesResync'] as number,
       iptablesForwardRules: o['iptablesForwardRules'] as boolean,
       healthzIp: o['healthzIp'] as string,
       healthzPort: o['healthzPort'] as number,
-      workers: o['workers'] as number,
-      batchSize: o['batchSize'] as number,
-      offloads: {
-        tunOffload: o['tunOffload'] as boolean,
-        udpGso: o['udpGso'] as boolean,
-        udpGro: o['udpGro'] as boolean,
-        coalesceTcp: o['tunCoalesce'] as boolean,
-        coalesceUdp: o['tunCoalesceUdp'] as boolean,
+      udp: {
+        tunName: o['tunName'] as string,
+        workers: o['workers'] as number,
+        batchSize: o['batchSize'] as number,
+        offloads: {
+          tunOffload: o['tunOffload'] as boolean,
+          udpGso: o['udpGso'] as boolean,
+          udpGro: o['udpGro'] as boolean,
+          coalesceTcp: o['tunCoalesce'] as boolean,
+          coalesceUdp: o['tunCoalesceUdp'] as boolean,
+        },
+        tunTxQueueLen: o['tunTxqueuelen'] as number,
+        socketBufferBytes: o['socketBuffer'] as number,
+        busyPollMicros: o['busyPollUs'] as number,
+        icmpPerSecond: UDP_AGENT_DEFAULTS.icmpPerSecond,
       },
-      tunTxQueueLen: o['tunTxqueuelen'] as number,
-      socketBufferBytes: o['socketBuffer'] as number,
-      busyPollMicros: o['busyPollUs'] as number,
     };
     process.exitCode = await runAgent(options, createLogger(o['verbosity'] as number));
   });

@@ -8,9 +8,12 @@
  * `-v=2`); all of those forms are accepted.
  */
 import { Command, Option } from 'commander';
+import { cleanupHost } from '../agent/host-cleanup';
 import { WeftError } from '../errors';
+import { DEFAULT_STATE_DIR } from '../host/ledger';
+import { createLogger } from '../log';
 import { addAgentCommand, intIn } from './agent-command';
-import { addBenchCommand } from './bench';
+import { addBenchCommand } from '../../bench';
 import { runDemo } from './demo';
 
 
@@ -27,7 +30,7 @@ function knownLongOptions(program: Command = buildProgram()): Set<string> {
   return names;
 }
 
-const SUBCOMMANDS = new Set(['agent', 'demo', 'bench']);
+const SUBCOMMANDS = new Set(['agent', 'cleanup', 'demo', 'bench']);
 
 /**
  * Go's flag package takes `-name=value` and `-name value` with one dash;
@@ -81,6 +84,22 @@ export function buildProgram(): Command {
     .configureHelp({ sortOptions: false });
 
   addAgentCommand(program);
+
+  program
+    .command('cleanup')
+    .description(
+      'Remove everything weft created on this host: routes (routing protocol 87), the devices it created (vxlan ' +
+        'flannel.<VNI>), its iptables rules and nftables tables, subnet.env, and its record of them in --state-dir. ' +
+        'Nothing weft did not create is touched. Stop the agent first: a stopped agent leaves its kernel routes in ' +
+        'place so that pods keep talking while it restarts. Needs root.',
+    )
+    .addOption(new Option('--state-dir <dir>', 'the agent\'s --state-dir').default(DEFAULT_STATE_DIR).env('WEFT_STATE_DIR'))
+    .addOption(new Option('-v, --verbosity <level>', 'log verbosity: 0 info, 1 debug').argParser(intIn('-v', 0, 10)).default(0))
+    .action(async (o: { stateDir: string; verbosity: number }) => {
+      const r = await cleanupHost(o.stateDir, createLogger(o.verbosity));
+      process.stdout.write(`weft cleanup: removed ${r.routes} route(s), ${r.links.length} device(s)${r.links.length > 0 ? ` (${r.links.join(', ')})` : ''}, ` +
+        `${r.files.length} file(s); traffic rules weft added are gone\n`);
+    });
 
   program
     .command('demo')

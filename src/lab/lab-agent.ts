@@ -27,20 +27,26 @@ export class LabAgent {
   private waiters: Array<() => void> = [];
   private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
 
+  /** The agent's --state-dir (its host ledger), for `weft cleanup`. */
+  readonly stateDir: string;
+
   /**
    * Starts `weft agent args...` in namespace `ns`. Files an agent would write
    * on the host default to the lab's own directory: --subnet-file
-   * (<dir>/<ns>.subnet.env) and, without etcd, --lease-file (<dir>/leases.json,
-   * shared by the lab's agents).
+   * (<dir>/<ns>.subnet.env), --state-dir (<dir>/<ns>.state) and, without etcd,
+   * --lease-file (<dir>/leases.json, shared by the lab's agents).
    */
-  constructor(lab: Lab, ns: string, args: readonly string[]) {
+  constructor(lab: Lab, ns: string, args: readonly string[], env?: NodeJS.ProcessEnv) {
     this.ns = ns;
     const extra: string[] = [];
     const given = args.indexOf('--subnet-file');
     this.subnetFile = given >= 0 ? (args[given + 1] as string) : path.join(lab.dir, `${ns}.subnet.env`);
     if (given < 0) extra.push('--subnet-file', this.subnetFile);
+    const state = args.indexOf('--state-dir');
+    this.stateDir = state >= 0 ? (args[state + 1] as string) : path.join(lab.dir, `${ns}.state`);
+    if (state < 0) extra.push('--state-dir', this.stateDir);
     if (!args.includes('--lease-file') && !args.includes('--etcd-endpoints')) extra.push('--lease-file', path.join(lab.dir, 'leases.json'));
-    this.child = lab.spawn(ns, process.execPath, [WEFT_BIN, 'agent', ...args, ...extra]);
+    this.child = lab.spawn(ns, process.execPath, [WEFT_BIN, 'agent', ...args, ...extra], env);
     let buffered = '';
     const onData = (chunk: Buffer): void => {
       buffered += chunk.toString('utf8');

@@ -10,6 +10,9 @@
  *                   the pod follows a lease)
  * With underlay = 'veth' (two hosts only) the hosts' eth0 are the two ends of
  * one veth pair: nothing in between, the fastest underlay for benchmarks.
+ * With `routedHosts`, those hosts sit on a second segment 192.168.78.0/24
+ * behind a router namespace P-r (192.168.77.253 / 192.168.78.253): they reach
+ * the others through it, never on one L2 segment (bridge underlays only).
  *
  * Every interface is created directly inside its namespace (never in the
  * caller's), so parallel labs cannot collide as long as prefixes differ, and
@@ -39,6 +42,8 @@ export interface LabOptions {
   readonly pods?: boolean;
   /** Extra bare namespaces on the underlay (e.g. a foreign peer): names and underlay host numbers. */
   readonly extraUnderlayNodes?: readonly { readonly tag: string; readonly hostNumber: number }[];
+  /** Hosts (by number) on a second segment behind a router instead of on the switch. */
+  readonly routedHosts?: readonly number[];
 }
 
 export interface LabHost {
@@ -54,6 +59,9 @@ export interface LabHost {
 
 export const LAB_NETWORK = '10.244.0.0/16';
 export const UNDERLAY_PREFIX = '192.168.77';
+/** The second segment, behind the router, for `routedHosts`. */
+export const ROUTED_PREFIX = '192.168.78';
+export const ROUTER_HOST_NUMBER = 253;
 
 const live = new Set<Lab>();
 let exitHookInstalled = false;
@@ -83,9 +91,16 @@ export class Lab {
   readonly spawnedPids: number[] = [];
   private destroyed = false;
 
+  /** Host numbers behind the router (empty: every host on the switch). */
+  readonly routedHosts: ReadonlySet<number>;
+  /** The router namespace, when some hosts are routed. */
+  readonly routerNs: string | undefined;
+
   private constructor(prefix: string, hosts: LabHost[], underlayNs: string | undefined,
-    extra: Map<string, { ns: string; ip: string }>) {
+    extra: Map<string, { ns: string; ip: string }>, routed: ReadonlySet<number>) {
     this.prefix = prefix;
+    this.routedHosts = routed;
+    this.routerNs = routed.size > 0 ? `${prefix}-r` : undefined;
     this.hosts = hosts;
     this.underlayNs = underlayNs;
     this.extraNodes = extra;
@@ -95,9 +110,10 @@ export class Lab {
   static async create(options: LabOptions, progress: (line: string) => void = () => undefined): Promise<Lab> {
     const prefix = options.prefix ?? randomLabPrefix();
     const underlay = options.underlay ?? 'bridge';
-    if (underlay === 'veth' && (options.hosts !== 2 || (options.extraUnderlayNodes ?? []).length > 0)) {
-      throw new Error("a 'veth' underlay joins exactly two hosts");
+    if (underlay === 'veth' && (options.hosts !== 2 || (options.extraUnderlayNodes ?? []).length > 0 || (options.routedHosts ?? []).length > 0)) {
+      throw new Error("a 'veth' underlay joins exactly two hosts, on one segment");
     }
+    const routed = new Set(options.routedHosts ?? []);
     const mtu = options.underlayMtu ?? 1500;
     const withPods = options.pods ?? true;
     const hosts: LabHost[] = [];
@@ -105,7 +121,7 @@ export class Lab {
       hosts.push({
         index: i,
         ns: `${prefix}-h${i}`,
-        underlayIp: `${UNDERLAY_PREFIX}.${i}`,
+        underlayIp: `${routed.has(i) ? ROUTED_PREFIX : UNDERLAY_PREFIX}.${i}`,
         podNs: undefined,
         podIp: '',
         podSubnet: '',
@@ -116,7 +132,7 @@ export class Lab {
     for (const node of options.extraUnderlayNodes ?? []) {
       extra.set(node.tag, { ns: `${prefix}-${node.tag}`, ip: `${UNDERLAY_PREFIX}.${node.hostNumber}` });
     }
-    const lab = new Lab(prefix, hosts, underlay === 'bridge' ? `${prefix}-u` : undefined, extra);
+    const lab = new Lab(prefix, hosts, underlay === 'bridge' ? `${prefix}-u` : undefined, extra, routed);
     live.add(lab);
     installExitHook();
     try {
@@ -145,11 +161,22 @@ export class Lab {
       await ip(['-n', this.underlayNs, 'link', 'set', 'br0', 'up']);
     }
     const underlayNodes: { ns: string; ip: string; port: string }[] = [];
+    const routedNodes: { ns: string; ip: string; port: string }[] = [];
+    if (this.routerNs !== undefined) {
+      if (this.underlayNs === undefined) throw new Error('routed hosts need a bridge underlay');
+      progress(`router: namespace ${this.routerNs}, ${UNDERLAY_PREFIX}.${ROUTER_HOST_NUMBER} on the switch, ${ROUTED_PREFIX}.${ROUTER_HOST_NUMBER} on br1`);
+      await this.addNs(this.routerNs);
+      await writeNsSysctl(this.routerNs, 'net.ipv4.ip_forward', '1');
+      await ip(['-n', this.routerNs, 'link', 'add', 'br1', 'mtu', String(mtu), 'type', 'bridge']);
+      await ip(['-n', this.routerNs, 'addr', 'add', `${ROUTED_PREFIX}.${ROUTER_HOST_NUMBER}/24`, 'dev', 'br1']);
+      await ip(['-n', this.routerNs, 'link', 'set', 'br1', 'up']);
+      underlayNodes.push({ ns: this.routerNs, ip: `${UNDERLAY_PREFIX}.${ROUTER_HOST_NUMBER}`, port: 'r' });
+    }
     for (const h of this.hosts) {
-      progress(`host ${h.index}: namespace ${h.ns}, underlay eth0 ${h.underlayIp}/24, MTU ${mtu}`);
+      progress(`host ${h.index}: namespace ${h.ns}, underlay eth0 ${h.underlayIp}/24, MTU ${mtu}${this.routedHosts.has(h.index) ? ', behind the router' : ''}`);
       await this.addNs(h.ns);
       await writeNsSysctl(h.ns, 'net.ipv4.ip_forward', '1');
-      underlayNodes.push({ ns: h.ns, ip: h.underlayIp, port: `h${h.index}` });
+      (this.routedHosts.has(h.index) ? routedNodes : underlayNodes).push({ ns: h.ns, ip: h.underlayIp, port: `h${h.index}` });
     }
     for (const [tag, node] of this.extraNodes) {
       progress(`underlay node ${tag}: namespace ${node.ns}, eth0 ${node.ip}/24`);
@@ -166,11 +193,26 @@ export class Lab {
         await ip(['-n', this.underlayNs as string, 'link', 'set', node.port, 'master', 'br0', 'up']);
       }
     }
-    for (const node of underlayNodes) {
+    for (const node of routedNodes) {
+      const routerNs = this.routerNs as string;
+      await ip(['-n', node.ns, 'link', 'add', 'eth0', 'mtu', String(mtu), 'type', 'veth', 'peer', 'name', node.port, 'netns', routerNs, 'mtu', String(mtu)]);
+      await ip(['-n', routerNs, 'link', 'set', node.port, 'master', 'br1', 'up']);
+    }
+    for (const node of [...underlayNodes, ...routedNodes]) {
       await ip(['-n', node.ns, 'addr', 'add', `${node.ip}/24`, 'dev', 'eth0']);
       await ip(['-n', node.ns, 'link', 'set', 'eth0', 'up']);
     }
-    for (const node of underlayNodes) await waitOperUp(node.ns, 'eth0');
+    for (const node of [...underlayNodes, ...routedNodes]) await waitOperUp(node.ns, 'eth0');
+    if (this.routerNs !== undefined) {
+      // each segment reaches the other through the router
+      for (const node of underlayNodes) {
+        if (node.ns === this.routerNs) continue;
+        await ip(['-n', node.ns, 'route', 'add', `${ROUTED_PREFIX}.0/24`, 'via', `${UNDERLAY_PREFIX}.${ROUTER_HOST_NUMBER}`]);
+      }
+      for (const node of routedNodes) {
+        await ip(['-n', node.ns, 'route', 'add', `${UNDERLAY_PREFIX}.0/24`, 'via', `${ROUTED_PREFIX}.${ROUTER_HOST_NUMBER}`]);
+      }
+    }
   }
 
   /**
@@ -213,6 +255,9 @@ export class Lab {
     if (this.underlayNs === undefined) throw new Error("a 'veth' underlay has no switch to host a service");
     const address = `${UNDERLAY_PREFIX}.254`;
     await ip(['-n', this.underlayNs, 'addr', 'add', `${address}/24`, 'dev', 'br0']);
+    if (this.routerNs !== undefined) {
+      await ip(['-n', this.underlayNs, 'route', 'add', `${ROUTED_PREFIX}.0/24`, 'via', `${UNDERLAY_PREFIX}.${ROUTER_HOST_NUMBER}`]);
+    }
     return address;
   }
 

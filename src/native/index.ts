@@ -112,6 +112,8 @@ export interface NativeBinding {
   ): number;
 
   closeFd(fd: number): void;
+  /** Sends one datagram to an AF_UNIX socket path ("@name": abstract namespace): systemd's readiness notification. */
+  notifySend(socketPath: string, message: string): void;
   /**
    * Busy-waits up to maxMicros for fdA or fdB to become readable (non-blocking
    * poll in a loop): 0 or 1 for the readable one, -1 when neither was, -2 when a

@@ -25,6 +25,16 @@ export interface Lease {
   readonly attrs: LeaseAttrs;
   /** When the store will drop it; undefined for a reservation or when the store does not say. */
   readonly expiration?: Date | undefined;
+  /** The host's underlay port when it was given explicitly (static mode, `--peer CIDR=IP:PORT`); stores never set it. */
+  readonly underlayPort?: number | undefined;
+}
+
+/**
+ * The backend type a lease stands for. flanneld's udp backend writes no
+ * BackendType at all, so a lease without one is a udp lease.
+ */
+export function leaseBackendType(attrs: LeaseAttrs): string {
+  return attrs.backendType === '' ? 'udp' : attrs.backendType;
 }
 
 /** A consistent view of every lease at one store revision. */

@@ -13,13 +13,15 @@
  * - field names match case-insensitively (Go's encoding/json does);
  * - `null` and Go zero values (`SubnetLen: 0`, `SubnetMin: "0.0.0.0"`,
  *   vxlan `Port: 0` / `MTU: 0`) mean "not given";
- * - unknown fields, at the top level and in `Backend`, are ignored;
+ * - unknown top-level fields are ignored;
  * - `Backend.Type` is case-insensitive; a missing `Backend` means udp.
  * Where weft is stricter, the message says why (IPv4 only, no host bits in
- * `Network`, SubnetMin <= SubnetMax, port/VNI/MTU ranges).
+ * `Network`, SubnetMin <= SubnetMax). The rest of `Backend` belongs to the
+ * backend it names: src/backend/registry.ts checks it.
  */
 
 import { ConfigError } from '../errors';
+import { ConfigFields, isJsonObject, jsonKind, showJson } from './config-fields';
 import {
   formatIpv4,
   formatPrefix,
@@ -32,12 +34,6 @@ import {
   type Ipv4Prefix,
 } from '../net/ipv4';
 
-export const DEFAULT_UDP_PORT = 8285;
-/** The Linux kernel's default VXLAN port (flannel passes 0 and lets the kernel choose it). */
-export const DEFAULT_VXLAN_PORT = 8472;
-export const DEFAULT_VXLAN_VNI = 1;
-/** VNIs are 24-bit. */
-export const MAX_VXLAN_VNI = 0xffffff;
 /** Subnet length given to each host when the Network is a /22 or larger. */
 export const DEFAULT_SUBNET_LEN = 24;
 /** Longest subnet a host may get: four addresses (tunnel + bridge need room). */
@@ -47,33 +43,22 @@ export const MAX_NETWORK_PREFIX_LEN = 28;
 export const MIN_MTU_BYTES = 68;
 export const MAX_MTU_BYTES = 65535;
 export const MAX_PORT = 65535;
+/** The backend flannel's code picks when net-conf.json has no `Backend`. */
+export const DEFAULT_BACKEND_TYPE = 'udp';
 
-export const SUPPORTED_BACKEND_TYPES = ['udp', 'vxlan', 'host-gw'] as const;
-export type BackendType = (typeof SUPPORTED_BACKEND_TYPES)[number];
-
-export interface UdpBackendConfig {
-  readonly type: 'udp';
-  /** UDP port every node listens on and sends from (default 8285). */
-  readonly port: number;
+/**
+ * net-conf.json's `Backend` object, not yet interpreted: each backend checks
+ * its own fields (src/backend/registry.ts), so that this module knows no
+ * backend.
+ */
+export interface BackendSection {
+  /** `Backend.Type` lower-cased (flanneld lower-cases it too); "" when missing. */
+  readonly type: string;
+  /** The object as written (deep-frozen); `{}` when `Backend` was omitted. */
+  readonly fields: Readonly<Record<string, unknown>>;
+  /** Where the configuration came from (a file path or an etcd key), for messages. */
+  readonly source: string;
 }
-
-export interface VxlanBackendConfig {
-  readonly type: 'vxlan';
-  /** 0..16777215, default 1. The device is named `flannel.<vni>`. */
-  readonly vni: number;
-  /** UDP port, default 8472 (the kernel's). */
-  readonly port: number;
-  readonly gbp: boolean;
-  readonly directRouting: boolean;
-  /** Device MTU; undefined means "the underlay interface's MTU". */
-  readonly mtu: number | undefined;
-}
-
-export interface HostGwBackendConfig {
-  readonly type: 'host-gw';
-}
-
-export type BackendConfig = UdpBackendConfig | VxlanBackendConfig | HostGwBackendConfig;
 
 /** A checked, normalized, frozen net-conf.json. Addresses are unsigned 32-bit numbers. */
 export interface NetConfig {
@@ -89,7 +74,9 @@ export interface NetConfig {
   readonly enableIPv4: boolean;
   /** Always false: weft refuses EnableIPv6 true. */
   readonly enableIPv6: boolean;
-  readonly backend: BackendConfig;
+  /** `EnableNFTables`: masquerade and forward rules as nftables (flannel's) instead of iptables. */
+  readonly enableNFTables: boolean;
+  readonly backend: BackendSection;
   /** The JSON object as given (deep-frozen), to re-serialize it unchanged. */
   readonly raw: Readonly<Record<string, unknown>>;
 }
@@ -109,11 +96,11 @@ export function parseNetConfig(text: string, source: string): NetConfig {
   } catch (err) {
     throw new ConfigError(source, text, `${source} is not valid JSON: ${describeJsonError(body, err)}`);
   }
-  if (!isObject(parsed)) {
+  if (!isJsonObject(parsed)) {
     throw new ConfigError(
       source,
       parsed,
-      `${source} must hold a JSON object such as {"Network": "10.244.0.0/16"}, got ${show(parsed)} (${kind(parsed)})`,
+      `${source} must hold a JSON object such as {"Network": "10.244.0.0/16"}, got ${showJson(parsed)} (${jsonKind(parsed)})`,
     );
   }
   return checkNetConfig(parsed, source);
@@ -123,12 +110,13 @@ export function parseNetConfig(text: string, source: string): NetConfig {
 // Checking and normalization
 
 function checkNetConfig(root: Record<string, unknown>, source: string): NetConfig {
-  const top = new Fields(root, `${source}: `);
+  const top = new ConfigFields(root, `${source}: `);
   const field = (name: string): string => `${source}: ${name}`;
 
   // Types first (what json.Unmarshal would refuse), then meaning.
   const enableIPv4 = top.boolean('EnableIPv4') ?? true;
   const enableIPv6 = top.boolean('EnableIPv6') ?? false;
+  const enableNFTables = top.boolean('EnableNFTables') ?? false;
   const networkText = top.string('Network', '"10.244.0.0/16"');
   const subnetLenGiven = top.integer('SubnetLen');
   const subnetMinText = top.string('SubnetMin', '"10.244.1.0"');
@@ -179,7 +167,7 @@ function checkNetConfig(root: Record<string, unknown>, source: string): NetConfi
     );
   }
 
-  const backend = checkBackend(backendObject, source);
+  const backend = backendSection(backendObject, source);
 
   return Object.freeze({
     network: Object.freeze({ network: network.network, length: network.length }),
@@ -188,6 +176,7 @@ function checkNetConfig(root: Record<string, unknown>, source: string): NetConfi
     subnetMax,
     enableIPv4: true,
     enableIPv6: false,
+    enableNFTables,
     backend: Object.freeze(backend),
     raw: deepFreeze(root),
   });
@@ -298,80 +287,10 @@ function describeBound(text: string | undefined, value: number): string {
   return givenNonZero(text) ? JSON.stringify(text) : `${formatIpv4(value)} (the default)`;
 }
 
-function checkBackend(backend: Record<string, unknown> | undefined, source: string): BackendConfig {
-  if (backend === undefined) return { type: 'udp', port: DEFAULT_UDP_PORT };
-  const fields = new Fields(backend, `${source}: Backend.`);
-  const typePath = `${source}: Backend.Type`;
-  const typeText = fields.string('Type', '"udp"');
-  const choices = '"udp", "vxlan" and "host-gw"';
-  if (typeText === undefined || typeText === '') {
-    throw new ConfigError(typePath, typeText, `${typePath} is missing: set it to one of ${choices}`);
-  }
-  const type = typeText.toLowerCase(); // flanneld lower-cases the type too
-  switch (type) {
-    case 'udp': {
-      const port = fields.integer('Port') ?? DEFAULT_UDP_PORT;
-      if (port < 1 || port > MAX_PORT) {
-        const path = `${source}: Backend.Port`;
-        throw new ConfigError(
-          path,
-          port,
-          `${path} ${port} is not allowed: it must be between 1 and ${MAX_PORT} (default ${DEFAULT_UDP_PORT})`,
-        );
-      }
-      return { type: 'udp', port };
-    }
-    case 'vxlan': {
-      const vni = fields.integer('VNI') ?? DEFAULT_VXLAN_VNI;
-      const port = fields.integer('Port') ?? 0;
-      const mtu = fields.integer('MTU') ?? 0;
-      const gbp = fields.boolean('GBP') ?? false;
-      const directRouting = fields.boolean('DirectRouting') ?? false;
-      if (vni < 0 || vni > MAX_VXLAN_VNI) {
-        const path = `${source}: Backend.VNI`;
-        throw new ConfigError(
-          path,
-          vni,
-          `${path} ${vni} is not allowed: it must be between 0 and ${MAX_VXLAN_VNI} ` +
-            `(24 bits; default ${DEFAULT_VXLAN_VNI})`,
-        );
-      }
-      if (port < 0 || port > MAX_PORT) {
-        const path = `${source}: Backend.Port`;
-        throw new ConfigError(
-          path,
-          port,
-          `${path} ${port} is not allowed: it must be between 1 and ${MAX_PORT} ` +
-            `(0 or omitted means the kernel default ${DEFAULT_VXLAN_PORT})`,
-        );
-      }
-      if (mtu !== 0 && (mtu < MIN_MTU_BYTES || mtu > MAX_MTU_BYTES)) {
-        const path = `${source}: Backend.MTU`;
-        throw new ConfigError(
-          path,
-          mtu,
-          `${path} ${mtu} is not allowed: it must be between ${MIN_MTU_BYTES} and ${MAX_MTU_BYTES} ` +
-            "(0 or omitted means the underlay interface's MTU)",
-        );
-      }
-      return {
-        type: 'vxlan',
-        vni,
-        port: port === 0 ? DEFAULT_VXLAN_PORT : port,
-        gbp,
-        directRouting,
-        mtu: mtu === 0 ? undefined : mtu,
-      };
-    }
-    case 'host-gw':
-      return { type: 'host-gw' };
-    default:
-      throw new ConfigError(
-        typePath,
-        typeText,
-        `${typePath} ${JSON.stringify(typeText)} is not supported: weft supports ${choices}`,
-      );
-  }
+function backendSection(backend: Record<string, unknown> | undefined, source: string): BackendSection {
+  if (backend === undefined) return { type: DEFAULT_BACKEND_TYPE, fields: deepFreeze({}), source };
+  const type = new ConfigFields(backend, `${source}: Backend.`).string('Type', '"udp"') ?? '';
+  return { type: type.toLowerCase(), fields: deepFreeze(backend), source };
 }
 
 // ---------------------------------------------------------------------------
@@ -409,106 +328,6 @@ export function isValidLeaseSubnet(cfg: SubnetRange, prefix: Ipv4Prefix): boolea
     addr >= cfg.subnetMin &&
     addr <= cfg.subnetMax
   );
-}
-
-// ---------------------------------------------------------------------------
-// Typed field access with Go-compatible key matching
-
-/**
- * Reads fields of one JSON object. Keys match case-insensitively, as Go's
- * encoding/json does; two keys that differ only in case are refused.
- * `null` reads as "not given".
- */
-class Fields {
-  constructor(
-    private readonly obj: Record<string, unknown>,
-    /** e.g. "net-conf.json: " or "net-conf.json: Backend." */
-    private readonly pathPrefix: string,
-  ) {}
-
-  private lookup(name: string): unknown {
-    const wanted = name.toLowerCase();
-    const keys = Object.keys(this.obj).filter((k) => k.toLowerCase() === wanted);
-    if (keys.length > 1) {
-      const path = this.pathPrefix + name;
-      throw new ConfigError(
-        path,
-        keys,
-        `${path} is set more than once (keys ${keys.map((k) => JSON.stringify(k)).join(' and ')}; ` +
-          'field names match case-insensitively, as in flanneld): keep only one',
-      );
-    }
-    const key = keys[0];
-    if (key === undefined) return undefined;
-    const value = this.obj[key];
-    return value === null ? undefined : value;
-  }
-
-  string(name: string, example: string): string | undefined {
-    const value = this.lookup(name);
-    if (value === undefined || typeof value === 'string') return value;
-    const path = this.pathPrefix + name;
-    const message = `${path} must be a string such as ${example}, got ${show(value)} (${kind(value)})`;
-    throw new ConfigError(path, value, message);
-  }
-
-  integer(name: string): number | undefined {
-    const value = this.lookup(name);
-    if (value === undefined || (typeof value === 'number' && Number.isInteger(value))) return value;
-    const path = this.pathPrefix + name;
-    let message = `${path} must be a whole number, got ${show(value)}`;
-    if (typeof value !== 'number') message += ` (${kind(value)})`;
-    if (typeof value === 'string' && /^-?\d+$/.test(value.trim())) {
-      message += `: write it without quotes, e.g. "${name}": ${value.trim()}`;
-    }
-    throw new ConfigError(path, value, message);
-  }
-
-  boolean(name: string): boolean | undefined {
-    const value = this.lookup(name);
-    if (value === undefined || typeof value === 'boolean') return value;
-    const path = this.pathPrefix + name;
-    let message = `${path} must be true or false, got ${show(value)} (${kind(value)})`;
-    if (value === 'true' || value === 'false') message += `: write it without quotes, e.g. "${name}": ${value}`;
-    throw new ConfigError(path, value, message);
-  }
-
-  object(name: string, example: string): Record<string, unknown> | undefined {
-    const value = this.lookup(name);
-    if (value === undefined || isObject(value)) return value;
-    const path = this.pathPrefix + name;
-    const message = `${path} must be an object such as ${example}, got ${show(value)} (${kind(value)})`;
-    throw new ConfigError(path, value, message);
-  }
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function kind(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  switch (typeof value) {
-    case 'string':
-      return 'a string';
-    case 'number':
-      return 'a number';
-    case 'boolean':
-      return 'a boolean';
-    case 'object':
-      return 'an object';
-    default:
-      return typeof value;
-  }
-}
-
-const SHOW_MAX_CHARS = 60;
-
-/** A JSON value as it would be written, shortened. */
-function show(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length <= SHOW_MAX_CHARS ? text : `${text.slice(0, SHOW_MAX_CHARS - 3)}...`;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -2,7 +2,7 @@
  * Running the system tools weft relies on (iproute2's `ip`, iperf3, ...).
  * Arguments go as an array, never through a shell.
  */
-import { execFile, type ExecFileOptions } from 'node:child_process';
+import { execFile, spawn, type ExecFileOptions } from 'node:child_process';
 import { CommandError } from '../errors';
 
 export interface RunOptions {
@@ -65,5 +65,32 @@ export function runResult(file: string, args: readonly string[], options: RunOpt
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : null;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) });
     });
+  });
+}
+
+/**
+ * Runs `file args...` with `input` on its stdin and resolves with the exit
+ * code and both outputs whatever the outcome (a missing program is exit code
+ * null with the reason in stderr).
+ */
+export function runWithInput(file: string, args: readonly string[], input: string, options: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = spawn(file, [...args], { env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let settled = false;
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 10_000);
+    const finish = (code: number | null, extra = ''): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') + extra });
+    };
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.once('error', (e: NodeJS.ErrnoException) => finish(null, e.code === 'ENOENT' ? `${file} is not installed or not on PATH` : e.message));
+    child.once('close', (code) => finish(code));
+    child.stdin.on('error', () => undefined); // the program may exit before reading everything; its exit code says why
+    child.stdin.end(input);
   });
 }

@@ -13,6 +13,7 @@
  */
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import { validateInterfaceName } from '../net/interfaces';
 import { ConfigError, toSysError } from '../errors';
 import type { NativeBinding } from '../native';
 import { formatIpv4, formatPrefix, type Ipv4Prefix } from '../net/ipv4';
@@ -33,13 +34,8 @@ export interface TunDeviceOptions {
   readonly txQueueLen?: number;
 }
 
-const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
-
 export function validateTunName(name: string, flag = '--tun-name'): void {
-  if (!IFNAME.test(name) || name === '.' || name === '..') {
-    throw new ConfigError(flag, name,
-      `${flag} "${name}" is not a valid interface name: use 1 to 15 characters from letters, digits, '.', '-' and '_'`);
-  }
+  validateInterfaceName(name, flag);
 }
 
 export class TunDevice {

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { Lab } from '../../src/lab/lab';
 import { namespacesWithPrefix } from '../../src/lab/lab';
+import { WEFT_BIN } from '../../src/lab/lab-agent';
 
 /** Why e2e tests cannot run here, or undefined when they can. */
 export function e2eSkipReason(tools: readonly string[] = ['ip', 'ping', 'iperf3', 'curl', 'sysctl', 'ss']): string | undefined {
@@ -127,4 +128,25 @@ export function leftoverProcesses(lab: Lab): number[] {
       return false;
     }
   });
+}
+
+/** Runs `weft cleanup --state-dir DIR` inside a namespace (as an operator would on that host); resolves with its stdout. */
+export async function weftCleanup(lab: Lab, ns: string, stateDir: string): Promise<string> {
+  return lab.exec(ns, process.execPath, [WEFT_BIN, 'cleanup', '--state-dir', stateDir], { timeoutMs: 20_000 });
+}
+
+/** What weft could have left on a host: its routes, vxlan devices, iptables chains and rules, nftables tables. */
+export async function weftLeftovers(lab: Lab, ns: string): Promise<string[]> {
+  const left: string[] = [];
+  const routes = (await lab.exec(ns, 'ip', ['-4', 'route', 'show', 'proto', '87'])).trim();
+  if (routes !== '') left.push(`routes: ${routes}`);
+  const links = (await lab.exec(ns, 'ip', ['-d', '-br', 'link', 'show', 'type', 'vxlan'])).trim();
+  if (links !== '') left.push(`vxlan devices: ${links}`);
+  for (const table of ['nat', 'filter']) {
+    const rules = (await lab.exec(ns, 'iptables-save', ['-t', table])).split('\n').filter((l) => /FLANNEL|flanneld/.test(l));
+    if (rules.length > 0) left.push(`iptables ${table}: ${rules.join(' | ')}`);
+  }
+  const nft = await lab.execResult(ns, 'nft', ['list', 'table', 'ip', 'flannel-ipv4']);
+  if (nft.code === 0) left.push(`nftables: ${nft.stdout.trim()}`);
+  return left;
 }

@@ -6,17 +6,16 @@
  * the subnet.env the agent wrote.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
-import * as path from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { EtcdServer, etcdSkipReason } from '../../src/lab/etcd-server';
+import { etcdSkipReason } from '../../src/lab/etcd-server';
 import { Lab } from '../../src/lab/lab';
 import { LabAgent } from '../../src/lab/lab-agent';
-import { formatPrefix, parseCidr, type Ipv4Prefix } from '../../src/net/ipv4';
-import { FileLeaseStore } from '../../src/subnet/file-store';
-import { decodeLeaseAttrs, subnetKeyName } from '../../src/subnet/lease';
+import { formatPrefix, type Ipv4Prefix } from '../../src/net/ipv4';
+import { subnetKeyName } from '../../src/subnet/lease';
 import { readSubnetEnv } from '../../src/subnet/subnet-env';
-import { e2eSkipReason, eventually, leftoverNamespaces, leftoverProcesses, sleep } from './helpers';
+import { etcdFixture, fileFixture, prefixOf, type StoreFixture } from './store-fixture';
+import { e2eSkipReason, eventually, leftoverNamespaces, leftoverProcesses, sleep, weftCleanup, weftLeftovers } from './helpers';
 
 const HEALTH = 9920;
 const PREFIX = '/coreos.com/network';
@@ -24,79 +23,11 @@ const PREFIX = '/coreos.com/network';
 const NET_CONF = { Network: '10.244.0.0/16', SubnetLen: 24, SubnetMin: '10.244.10.0', SubnetMax: '10.244.99.0', Backend: { Type: 'udp' } };
 const HAND_SUBNET = '10.244.200.0/24';
 const HAND_VALUE = '{"PublicIP":"192.168.77.50","PublicIPv6":null,"BackendType":"udp"}';
+/** Exactly what flanneld's udp backend writes: no BackendType at all (flannel-facts §11). */
+const FLANNELD_UDP_SUBNET = '10.244.201.0/24';
+const FLANNELD_UDP_VALUE = '{"PublicIP":"192.168.77.51","PublicIPv6":null}';
 
 interface Route { subnet: string; publicIp: string; port: number }
-
-/** What differs between the two stores, seen from the tests. */
-interface StoreFixture {
-  readonly kind: 'etcd' | 'file';
-  /** Arguments that point an agent at the store and the network configuration. */
-  agentArgs(): string[];
-  /** subnet key -> value, as an operator would list them. */
-  leases(): Promise<Map<string, string>>;
-  /** Writes a lease as an operator or flanneld would (no TTL: a reservation). */
-  putByHand(subnetKey: string, value: string): Promise<void>;
-  deleteByHand(subnetKey: string): Promise<void>;
-  close(): Promise<void>;
-}
-
-function prefixOf(text: string): Ipv4Prefix {
-  const c = parseCidr(text);
-  assert.ok(c !== undefined, text);
-  return c.prefix;
-}
-
-async function etcdFixture(lab: Lab): Promise<StoreFixture> {
-  const host = await lab.addUnderlayServiceAddress();
-  const server = await EtcdServer.start({ host, commandPrefix: ['ip', 'netns', 'exec', lab.underlayNs as string] });
-  await server.etcdctl(['put', `${PREFIX}/config`, JSON.stringify(NET_CONF)]);
-  return {
-    kind: 'etcd',
-    // the file does not exist: the configuration must come from <prefix>/config
-    agentArgs: () => ['--etcd-endpoints', server.endpoint, '--net-config-path', path.join(lab.dir, 'absent-net-conf.json')],
-    async leases() {
-      const out = await server.etcdctl(['get', '--prefix', `${PREFIX}/subnets/`]);
-      const lines = out.split('\n').filter((l) => l !== '');
-      const map = new Map<string, string>();
-      for (let i = 0; i + 1 < lines.length; i += 2) map.set((lines[i] as string).slice(`${PREFIX}/subnets/`.length), lines[i + 1] as string);
-      return map;
-    },
-    async putByHand(key, value) {
-      await server.etcdctl(['put', `${PREFIX}/subnets/${key}`, value]);
-    },
-    async deleteByHand(key) {
-      await server.etcdctl(['del', `${PREFIX}/subnets/${key}`]);
-    },
-    close: () => server.stop(),
-  };
-}
-
-async function fileFixture(lab: Lab): Promise<StoreFixture> {
-  const leaseFile = path.join(lab.dir, 'leases.json');
-  const confFile = path.join(lab.dir, 'net-conf.json');
-  writeFileSync(confFile, JSON.stringify(NET_CONF));
-  const store = await FileLeaseStore.open({ path: leaseFile });
-  return {
-    kind: 'file',
-    agentArgs: () => ['--lease-file', leaseFile, '--net-config-path', confFile],
-    async leases() {
-      // expired entries stay in the file until the next write; the store treats them as absent
-      const file = JSON.parse(readFileSync(leaseFile, 'utf8')) as { leases: Record<string, { value: string; expires: number | null }> };
-      const now = Date.now();
-      return new Map(Object.entries(file.leases).filter(([, v]) => v.expires === null || v.expires > now).map(([k, v]) => [k, v.value]));
-    },
-    async putByHand(key, value) {
-      // the store's own API is how an operator writes this file safely (it takes the lock)
-      const subnet = prefixOf(key.replace('-', '/'));
-      const created = await store.create(subnet, decodeLeaseAttrs(value, key), 3600);
-      assert.ok(created !== undefined);
-    },
-    async deleteByHand(key) {
-      await store.delete(prefixOf(key.replace('-', '/')));
-    },
-    close: () => store.close(),
-  };
-}
 
 function leaseSuite(kind: 'etcd' | 'file'): void {
   const skip = e2eSkipReason(['ip', 'ping', 'curl', 'sysctl', 'iptables']) ?? (kind === 'etcd' ? etcdSkipReason() : undefined);
@@ -128,7 +59,7 @@ function leaseSuite(kind: 'etcd' | 'file'): void {
 
     before(async () => {
       lab = await Lab.create({ hosts: 3, underlay: 'bridge', pods: false });
-      store = kind === 'etcd' ? await etcdFixture(lab) : await fileFixture(lab);
+      store = kind === 'etcd' ? await etcdFixture(lab, NET_CONF) : await fileFixture(lab, NET_CONF);
     });
 
     after(async () => {
@@ -173,11 +104,11 @@ function leaseSuite(kind: 'etcd' | 'file'): void {
       t.diagnostic(`three agents: all ready ${tReady} ms, all routes ${tRoutes} ms, pods attached and all 6 pings answered ${tPing} ms after start`);
     });
 
-    test("lease keys and values are flannel's, one per host", async () => {
+    test("lease keys and values are exactly what flanneld's udp backend writes, one per host", async () => {
       const leases = await store.leases();
       for (const i of [1, 2, 3]) {
         const key = subnetKeyName(await leasedSubnet(i));
-        assert.equal(leases.get(key), `{"PublicIP":"${lab.host(i).underlayIp}","PublicIPv6":null,"BackendType":"udp"}`, key);
+        assert.equal(leases.get(key), `{"PublicIP":"${lab.host(i).underlayIp}","PublicIPv6":null}`, key);
       }
       assert.equal(leases.size, 3);
     });
@@ -190,6 +121,17 @@ function leaseSuite(kind: 'etcd' | 'file'): void {
       }
       await store.deleteByHand(key);
       for (const i of [1, 2, 3]) await waitRoutes(i, (r) => !r.some((x) => x.subnet === HAND_SUBNET), 'the hand-written route gone');
+    });
+
+    test("a lease written exactly as flanneld's udp backend writes it (no BackendType) becomes a udp route", async () => {
+      const key = FLANNELD_UDP_SUBNET.replace('/', '-');
+      await store.putByHand(key, FLANNELD_UDP_VALUE);
+      for (const i of [1, 2, 3]) {
+        await waitRoutes(i, (r) => r.some((x) => x.subnet === FLANNELD_UDP_SUBNET && x.publicIp === '192.168.77.51' && x.port === 8285),
+          "flanneld's udp lease routed");
+      }
+      await store.deleteByHand(key);
+      for (const i of [1, 2, 3]) await waitRoutes(i, (r) => !r.some((x) => x.subnet === FLANNELD_UDP_SUBNET), 'the route gone');
     });
 
     test('an agent killed with SIGKILL and restarted gets the same subnet', async () => {
@@ -240,17 +182,18 @@ function leaseSuite(kind: 'etcd' | 'file'): void {
       await waitRoutes(2, (r) => r.some((x) => x.subnet === s1), "host 1's route");
     });
 
-    test("an agent whose own lease is deleted stops and says why, leaving its host clean", async () => {
+    test("an agent whose own lease is deleted exits 0 with the reason (as flanneld); weft cleanup leaves its host clean", async () => {
       const agent = agents.get(1) as LabAgent;
       const subnet = await leasedSubnet(1);
       await store.deleteByHand(subnetKeyName(subnet));
       await eventually('the agent to exit', async () => (agent.exited ? true : undefined), 10_000);
-      assert.equal(agent.exitCode, 1);
+      assert.equal(agent.exitCode, 0, agent.log());
       const stopping = agent.records.find((r) => r.msg === 'stopping');
       assert.match(String(stopping?.['reason']), new RegExp(`lease ${formatPrefix(subnet).replace(/\./g, '\\.')} was deleted`));
       const link = await lab.execResult(lab.host(1).ns, 'ip', ['link', 'show', 'flannel.0']);
       assert.notEqual(link.code, 0, 'flannel.0 is gone');
-      assert.equal((await lab.exec(lab.host(1).ns, 'iptables', ['-S', 'FORWARD'])).includes('FLANNEL-FWD'), false);
+      await weftCleanup(lab, lab.host(1).ns, agent.stateDir);
+      assert.deepEqual(await weftLeftovers(lab, lab.host(1).ns), []);
     });
 
     if (kind === 'etcd') {
@@ -269,7 +212,8 @@ function leaseSuite(kind: 'etcd' | 'file'): void {
           const agent = startAgent(3);
           await eventually('the agent to exit', async () => (agent.exited ? true : undefined), 15_000);
           assert.equal(agent.exitCode, 2, agent.log());
-          assert.deepEqual(agent.rawLines.filter((l) => l !== ''), [message]);
+          assert.deepEqual(agent.rawLines.filter((l) => l.startsWith('weft: ')), [message]);
+          assert.equal(agent.records.some((r) => r.level >= 50), false, `only the one error line:\n${agent.log()}`);
           assert.deepEqual(await store.leases(), before, 'no lease was written');
           const link = await lab.execResult(lab.host(3).ns, 'ip', ['link', 'show', 'flannel.0']);
           assert.notEqual(link.code, 0, 'no device was created');

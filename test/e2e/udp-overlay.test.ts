@@ -4,7 +4,7 @@
  * per host. Everything crosses real TUN devices and real UDP sockets.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { waitForPort } from '../../src/cli/demo';
@@ -16,7 +16,7 @@ import { LabAgent } from '../../src/lab/lab-agent';
 import { parseIpv4 } from '../../src/net/ipv4';
 import {
   dropCount, e2eSkipReason, eventually, leftoverNamespaces, leftoverProcesses, LineCollector, scrapeMetrics,
-  tempDir, type TempDir,
+  tempDir, type TempDir, weftCleanup, weftLeftovers,
 } from './helpers';
 
 const skip = e2eSkipReason();
@@ -291,7 +291,7 @@ describe(`udp overlay (${label}): two hosts and a foreign flannel peer`, { skip 
     assert.ok(updates.length >= 2, `expected two live route updates, saw ${updates.length}`);
   });
 
-  test('SIGTERM stops an agent cleanly and leaves its host as it was found', async () => {
+  test('SIGTERM stops an agent cleanly: the TUN goes with it, the rules stay (as flanneld\'s), weft cleanup removes them', async () => {
     const ns = lab.host(2).ns;
     const { code } = await a2.stop('SIGTERM');
     assert.equal(code, 0, a2.log());
@@ -300,11 +300,14 @@ describe(`udp overlay (${label}): two hosts and a foreign flannel peer`, { skip 
     assert.equal((await lab.exec(ns, 'ip', ['route', 'show', LAB_NETWORK])).trim(), '', 'the cluster route is gone');
     assert.doesNotMatch(await lab.exec(ns, 'ip', ['-br', 'addr']), /10\.244\.2\.0\//, 'the TUN address is gone');
     assert.equal((await lab.exec(ns, 'ss', ['-Hlun', 'sport = :8285'])).trim(), '', 'port 8285 is free');
-    assert.ok(a2.records.some((r) => r.msg === 'stopped; everything weft set up on this host is removed'));
-    assert.equal((await lab.exec(ns, 'iptables', ['-S', 'FORWARD'])).includes('FLANNEL-FWD'), false, 'the forward rules are gone');
+    assert.ok(a2.records.some((r) => r.msg === 'stopped'));
+    assert.equal((await lab.exec(ns, 'iptables', ['-S', 'FORWARD'])).includes('FLANNEL-FWD'), true, 'the forward rules stay, as flanneld leaves them');
+    await weftCleanup(lab, ns, a2.stateDir);
+    assert.deepEqual(await weftLeftovers(lab, ns), [], 'weft cleanup left something');
+    assert.equal(existsSync(a2.subnetFile), false, 'weft cleanup removed subnet.env');
   });
 
-  test('--ip-masq installs flannel\'s masquerade chain, restores it when flushed, removes it on stop', async () => {
+  test('--ip-masq installs flannel\'s masquerade chain, restores it when flushed, leaves it on stop for weft cleanup', async () => {
     const h2 = lab.host(2);
     const agent = new LabAgent(lab, h2.ns, [
       '--net-config-path', netConfPath, '--iface', 'eth0', '--subnet', h2.podSubnet,
@@ -313,24 +316,28 @@ describe(`udp overlay (${label}): two hosts and a foreign flannel peer`, { skip 
     await agent.waitReady();
     const chain = async (): Promise<string[]> =>
       (await lab.exec(h2.ns, 'iptables', ['-t', 'nat', '-S', 'FLANNEL-POSTRTG'])).split('\n').filter((l) => l.startsWith('-A'));
+    const c = '-m comment --comment "flanneld masq"';
     const expected = [
-      '-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -j RETURN',
-      '-A FLANNEL-POSTRTG -s 10.244.2.0/24 -d 10.244.0.0/16 -j RETURN',
-      '-A FLANNEL-POSTRTG -s 10.244.0.0/16 -d 10.244.2.0/24 -j RETURN',
-      '-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.2.0/24 -j RETURN',
-      '-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -j MASQUERADE --random-fully',
-      '-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.0.0/16 -j MASQUERADE --random-fully',
+      `-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 ${c} -j RETURN`,
+      `-A FLANNEL-POSTRTG -s 10.244.2.0/24 -d 10.244.0.0/16 ${c} -j RETURN`,
+      `-A FLANNEL-POSTRTG -s 10.244.0.0/16 -d 10.244.2.0/24 ${c} -j RETURN`,
+      `-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.2.0/24 ${c} -j RETURN`,
+      `-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 ${c} -j MASQUERADE --random-fully`,
+      `-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.0.0/16 ${c} -j MASQUERADE --random-fully`,
     ];
     assert.deepEqual(await chain(), expected);
-    assert.match(await lab.exec(h2.ns, 'iptables', ['-t', 'nat', '-S', 'POSTROUTING']), /-A POSTROUTING -j FLANNEL-POSTRTG/);
+    const jumps = (await lab.exec(h2.ns, 'iptables', ['-t', 'nat', '-S', 'POSTROUTING'])).split('\n').filter((l) => l.includes('FLANNEL-POSTRTG'));
+    assert.deepEqual(jumps, [`-A POSTROUTING ${c} -j FLANNEL-POSTRTG`]);
     assert.match(readFileSync(agent.subnetFile, 'utf8'), /^FLANNEL_IPMASQ=true$/m);
     await lab.exec(h2.ns, 'iptables', ['-t', 'nat', '-F', 'FLANNEL-POSTRTG']);
     await eventually('the flushed chain restored', async () => ((await chain()).length === expected.length ? true : undefined), 5000);
     assert.deepEqual(await chain(), expected);
     const { code } = await agent.stop('SIGTERM');
     assert.equal(code, 0, agent.log());
+    assert.deepEqual(await chain(), expected, 'the rules stay after a stop, as flanneld leaves them');
+    await weftCleanup(lab, h2.ns, agent.stateDir);
     const gone = await lab.execResult(h2.ns, 'iptables', ['-t', 'nat', '-S', 'FLANNEL-POSTRTG']);
-    assert.notEqual(gone.code, 0, 'the chain is deleted');
+    assert.notEqual(gone.code, 0, 'weft cleanup deleted the chain');
     assert.doesNotMatch(await lab.exec(h2.ns, 'iptables', ['-t', 'nat', '-S', 'POSTROUTING']), /FLANNEL/);
   });
 });

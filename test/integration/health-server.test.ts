@@ -1,39 +1,43 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { HealthServer } from '../../src/cli/health-server';
+import { Registry } from 'prom-client';
+import { HealthServer } from '../../src/agent/health-server';
+import type { RouteView } from '../../src/backend/backend';
+import { registerDataPlaneMetrics } from '../../src/backend/udp/udp-metrics';
 import { parseCidr, parseIpv4 } from '../../src/net/ipv4';
 import { Counter, newCounterBlock } from '../../src/workers/counters';
-import type { PeerLease } from '../../src/backend/backend';
 import { parseMetrics } from '../e2e/helpers';
 
 describe('health server: /healthz, /readyz, /metrics, /routes', () => {
   let server: HealthServer;
   let ready = false;
   const blocks = [newCounterBlock(), newCounterBlock()];
-  const routes: PeerLease[] = [];
+  const routes: RouteView[] = [];
+  const registry = new Registry();
+  registerDataPlaneMetrics(registry, () => blocks);
   const get = async (path: string): Promise<{ status: number; body: string; type: string | null }> => {
     const res = await fetch(`http://127.0.0.1:${server.port}${path}`);
     return { status: res.status, body: await res.text(), type: res.headers.get('content-type') };
   };
 
   before(async () => {
-    server = await HealthServer.listen('127.0.0.1', 0, { isReady: () => ready, counterBlocks: () => blocks, routes: () => routes });
+    server = await HealthServer.listen('127.0.0.1', 0, { isReady: () => ready, registry, routes: () => routes });
   });
   after(async () => {
     await server.close();
   });
 
-  it('/healthz answers 200 while running, ready or not', async () => {
-    assert.equal((await get('/healthz')).status, 200);
+  it("/healthz answers 200 with flanneld's body while running, ready or not", async () => {
+    assert.deepEqual(await get('/healthz'), { status: 200, body: 'flanneld is running', type: 'text/plain' });
   });
 
-  it('/readyz is 503 before the agent is ready and 200 after', async () => {
-    assert.equal((await get('/readyz')).status, 503);
+  it("/readyz is 503 before the agent is ready and 200 after, with flanneld's bodies", async () => {
+    assert.deepEqual(await get('/readyz'), { status: 503, body: 'flanneld is not ready yet', type: 'text/plain' });
     ready = true;
-    assert.equal((await get('/readyz')).status, 200);
+    assert.deepEqual(await get('/readyz'), { status: 200, body: 'flanneld is ready', type: 'text/plain' });
   });
 
-  it('/metrics sums the workers\' counters, drops labelled by direction and reason', async () => {
+  it('/metrics serves the registry: the workers\' counters summed, drops labelled by direction and reason', async () => {
     (blocks[0] as Float64Array)[Counter.UdpRxPackets] = 5;
     (blocks[1] as Float64Array)[Counter.UdpRxPackets] = 7;
     (blocks[1] as Float64Array)[Counter.DropBadChecksum] = 3;
@@ -46,15 +50,17 @@ describe('health server: /healthz, /readyz, /metrics, /routes', () => {
     assert.equal(m.get('weft_dropped_packets_total{direction="decap",reason="bad_checksum"}'), 3);
     assert.equal(m.get('weft_dropped_packets_total{direction="encap",reason="ttl_expired"}'), 2);
     assert.equal(m.get('weft_dropped_packets_total{direction="decap",reason="ttl_expired"}'), 1);
-    assert.equal(m.get('weft_routes'), 0);
   });
 
-  it('/routes lists the data plane\'s routes as JSON', async () => {
-    routes.push({ subnet: parseCidr('10.244.2.0/24')?.prefix ?? { network: 0, length: 0 }, publicIp: parseIpv4('192.168.77.2') as number, port: 8285 });
+  it('/routes lists the backend\'s routes as JSON', async () => {
+    routes.push({ subnet: parseCidr('10.244.2.0/24')?.prefix ?? { network: 0, length: 0 }, publicIp: parseIpv4('192.168.77.2') as number, via: 'udp', port: 8285 });
+    routes.push({ subnet: parseCidr('10.244.3.0/24')?.prefix ?? { network: 0, length: 0 }, publicIp: parseIpv4('192.168.77.3') as number, via: 'vxlan' });
     const r = await get('/routes');
     assert.equal(r.type, 'application/json');
-    assert.deepEqual(JSON.parse(r.body), [{ subnet: '10.244.2.0/24', publicIp: '192.168.77.2', port: 8285 }]);
-    assert.equal(parseMetrics((await get('/metrics')).body).get('weft_routes'), 1);
+    assert.deepEqual(JSON.parse(r.body), [
+      { subnet: '10.244.2.0/24', publicIp: '192.168.77.2', via: 'udp', port: 8285 },
+      { subnet: '10.244.3.0/24', publicIp: '192.168.77.3', via: 'vxlan' },
+    ]);
   });
 
   it('anything else is 404', async () => {

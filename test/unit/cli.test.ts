@@ -5,7 +5,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -99,13 +100,14 @@ describe('buildProgram', () => {
   it('the agent has exactly the documented options, and its help lists every one of them', () => {
     const agent = agentCommand(buildProgram());
     assert.deepEqual(agent.options.filter((o) => !o.hidden).map((o) => o.long), [
-      '--net-config-path', '--iface', '--iface-regex', '--public-ip',
+      '--net-config-path', '--iface', '--iface-regex', '--iface-can-reach', '--public-ip',
       '--etcd-endpoints', '--etcd-prefix', '--etcd-keyfile', '--etcd-certfile', '--etcd-cafile', '--etcd-username', '--etcd-password',
       '--lease-file', '--subnet-lease-renew-margin', '--subnet-lease-ttl', '--subnet-file',
       '--subnet', '--peer', '--peers-file',
-      '--ip-masq', '--iptables-resync', '--iptables-forward-rules', '--healthz-ip', '--healthz-port',
+      '--ip-masq', '--ip-masq-fully-random-disable', '--ip-blackhole-route', '--iptables-resync', '--iptables-forward-rules',
+      '--healthz-ip', '--healthz-port', '--state-dir',
       '--tun-name', '--workers', '--batch-size', '--tun-offload', '--udp-gso', '--udp-gro', '--tun-coalesce',
-      '--tun-coalesce-udp', '--tun-txqueuelen', '--socket-buffer', '--busy-poll-us', '--verbosity',
+      '--tun-coalesce-udp', '--tun-txqueuelen', '--socket-buffer', '--busy-poll-us', '--verbosity', '--version',
     ]);
     const help = agent.helpInformation();
     for (const option of agent.options.filter((o) => !o.hidden)) {
@@ -117,9 +119,10 @@ describe('buildProgram', () => {
 
   it('every flanneld flag can come from FLANNELD_<NAME>', () => {
     const agent = agentCommand(buildProgram());
-    const flannelFlags = ['net-config-path', 'iface', 'iface-regex', 'public-ip', 'etcd-endpoints', 'etcd-prefix', 'etcd-keyfile',
-      'etcd-certfile', 'etcd-cafile', 'etcd-username', 'etcd-password', 'subnet-lease-renew-margin', 'subnet-file', 'ip-masq',
-      'iptables-resync', 'iptables-forward-rules', 'healthz-ip', 'healthz-port'];
+    const flannelFlags = ['net-config-path', 'iface', 'iface-regex', 'iface-can-reach', 'public-ip', 'etcd-endpoints', 'etcd-prefix',
+      'etcd-keyfile', 'etcd-certfile', 'etcd-cafile', 'etcd-username', 'etcd-password', 'subnet-lease-renew-margin', 'subnet-file',
+      'ip-masq', 'ip-masq-fully-random-disable', 'ip-blackhole-route', 'iptables-resync', 'iptables-forward-rules', 'healthz-ip',
+      'healthz-port'];
     for (const flag of flannelFlags) {
       const option = agent.options.find((o) => o.long === `--${flag}`);
       assert.equal(option?.envVar, `FLANNELD_${flag.toUpperCase().replace(/-/g, '_')}`, flag);
@@ -141,18 +144,34 @@ interface Run {
  * test's directory and an interface that does not exist (resolved before anything is created).
  */
 function weft(...args: string[]): Run {
+  return weftWithEnv({}, ...args);
+}
+
+function weftWithEnv(extraEnv: NodeJS.ProcessEnv, ...args: string[]): Run {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FLANNELD_') && !k.startsWith('WEFT_')) env[k] = v;
-  if (args[0] === 'agent' && !args.includes('--help')) {
-    args.push('--iface', 'weft-nonexistent0', '--lease-file', path.join(SAFE_DIR, 'leases.json'),
-      '--subnet-file', path.join(SAFE_DIR, 'subnet.env'), '--tun-name', 'weft-cli-test');
-  }
+  Object.assign(env, extraEnv);
+  if (args[0] === 'agent' && !args.includes('--help') && !args.includes('--version')) args.push(...BACKSTOP);
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env, timeout: 20_000 });
   assert.equal(r.error, undefined, `could not run ${BIN}: ${String(r.error)}`);
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 const SAFE_DIR = path.join(tmpdir(), `weft-cli-safe-${process.pid}`);
+/** Files in the test's directory and an interface that does not exist: resolved before anything is created. */
+const BACKSTOP = ['--iface', 'weft-nonexistent0', '--lease-file', path.join(SAFE_DIR, 'leases.json'),
+  '--subnet-file', path.join(SAFE_DIR, 'subnet.env'), '--state-dir', path.join(SAFE_DIR, 'state'), '--tun-name', 'weft-cli-test'];
+
+/** The line the CLI prints for an error (the agent may have logged JSON lines before it). */
+function errorLines(r: Run): string[] {
+  return stderrLines(r).filter((line) => line.startsWith('weft: '));
+}
+
+function cleanEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('FLANNELD_') && !k.startsWith('WEFT_')) env[k] = v;
+  return env;
+}
 
 function stderrLines(r: Run): string[] {
   return r.stderr.split('\n').filter((line) => line !== '');
@@ -198,29 +217,76 @@ describe('bin/weft', () => {
     for (const refused of ['--kube-subnet-mgr', '--public-ipv6']) assert.ok(r.stdout.includes(refused), `agent --help does not name ${refused}`);
   });
 
-  it('agent with a missing net-conf file exits 2 and names the file', () => {
+  it('agent with a net-conf file that does not exist yet waits for it, retrying every second, and stops on SIGTERM with 0', async () => {
     const missing = file('missing.json');
-    const r = weft('agent', '--net-config-path', missing, '--subnet', '10.244.1.0/24');
-    assert.equal(r.status, 2, r.stderr);
-    assert.deepEqual(stderrLines(r), [
-      `weft: cannot read the network configuration ${missing} (ENOENT); pass --net-config-path with a net-conf.json ` +
-        'such as {"Network": "10.244.0.0/16", "Backend": {"Type": "udp"}}',
-    ]);
-    assert.equal(r.stdout, '');
+    const child = spawn(process.execPath, [BIN, 'agent', `-net-config-path=${missing}`, '--subnet', '10.244.1.0/24', ...BACKSTOP],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv() });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString('utf8');
+    });
+    const exited = once(child, 'exit');
+    const waitingLines = (): Array<{ msg: string; attempt: number }> => stderr.split('\n').filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { msg: string; attempt: number }).filter((r) => r.msg.includes('no network configuration yet'));
+    const deadline = Date.now() + 10_000;
+    while (waitingLines().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGTERM');
+    const [code] = await exited;
+    const lines = waitingLines();
+    assert.ok(lines.length >= 2, `expected at least two attempts, got:\n${stderr}`);
+    assert.deepEqual(lines.slice(0, 2).map((l) => l.attempt), [1, 2]);
+    assert.ok(lines[0]?.msg.includes(`(looked in ${missing})`), lines[0]?.msg);
+    assert.equal(code, 0, stderr);
+    assert.equal(existsSync(path.join(SAFE_DIR, 'subnet.env')), false, 'no subnet file was written');
   });
 
-  it('agent takes the Go-style -net-config-path=FILE too', () => {
-    const missing = file('also-missing.json');
-    const r = weft('agent', `-net-config-path=${missing}`);
+  it('agent refuses an unknown Backend.Type before touching anything, naming the field and the value', () => {
+    const conf = file('wireguard.json');
+    writeFileSync(conf, JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'wireguard' } }));
+    const r = weft('agent', '--net-config-path', conf, '--subnet', '10.244.1.0/24');
     assert.equal(r.status, 2, r.stderr);
-    assert.ok(r.stderr.includes(`cannot read the network configuration ${missing} (ENOENT)`), r.stderr);
+    assert.deepEqual(errorLines(r), [`weft: ${conf}: Backend.Type "wireguard" is not supported: weft supports "udp", "vxlan" and "host-gw"`]);
+  });
+
+  it('agent refuses an out-of-range VNI and Port before touching anything, naming the field and the value', () => {
+    const vni = file('vni.json');
+    writeFileSync(vni, JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan', VNI: 16777216 } }));
+    const r = weft('agent', '--net-config-path', vni);
+    assert.equal(r.status, 2, r.stderr);
+    assert.deepEqual(errorLines(r), [`weft: ${vni}: Backend.VNI 16777216 is not allowed: it must be between 0 and 16777215 (24 bits; default 1)`]);
+    const port = file('port.json');
+    writeFileSync(port, JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan', Port: 70000 } }));
+    const p = weft('agent', '--net-config-path', port);
+    assert.equal(p.status, 2, p.stderr);
+    assert.deepEqual(errorLines(p), [
+      `weft: ${port}: Backend.Port 70000 is not allowed: it must be between 1 and 65535 (0 or omitted means the kernel default 8472)`,
+    ]);
+    assert.equal(existsSync(path.join(SAFE_DIR, 'state')), false, 'nothing was recorded: nothing was created');
+  });
+
+  it('agent --version prints the version, as flanneld --version does', () => {
+    const r = weft('agent', '--version');
+    assert.equal(r.status, 0, r.stderr);
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    assert.equal(r.stdout.trim(), pkg.version);
+  });
+
+  it('agent refuses a refused flanneld flag given as FLANNELD_* too, and lets a false one pass', () => {
+    const r = weftWithEnv({ FLANNELD_KUBE_SUBNET_MGR: 'true' }, 'agent', '--net-config-path', file('ok.json'));
+    assert.equal(r.status, 2, r.stderr);
+    assert.deepEqual(errorLines(r), [
+      'weft: --kube-subnet-mgr is not supported (from FLANNELD_KUBE_SUBNET_MGR=true): weft has no Kubernetes subnet manager; ' +
+        'keep leases in etcd (--etcd-endpoints) or the embedded store',
+    ]);
+    const ok = weftWithEnv({ FLANNELD_KUBE_SUBNET_MGR: 'false' }, 'agent', '--net-config-path', file('ok.json'));
+    assert.match(errorLines(ok)[0] ?? '', /no interface with an IPv4 address matches --iface weft-nonexistent0/);
   });
 
   it('agent with a net-conf whose SubnetLen is out of range exits 2 with the parser\'s message', () => {
     const conf = file('bad-subnetlen.json');
     const r = weft('agent', '--net-config-path', conf, '--subnet', '10.244.1.0/24');
     assert.equal(r.status, 2, r.stderr);
-    assert.deepEqual(stderrLines(r), [
+    assert.deepEqual(errorLines(r), [
       `weft: ${conf}: SubnetLen 8 is not allowed: it must be between 18 (Network prefix 16 + 2) and 30`,
     ]);
   });
@@ -244,7 +310,7 @@ describe('bin/weft', () => {
   it('agent refuses a flanneld flag it cannot honour', () => {
     const r = weft('agent', '--net-config-path', file('ok.json'), '--kube-subnet-mgr');
     assert.equal(r.status, 2, r.stderr);
-    assert.deepEqual(stderrLines(r), [
+    assert.deepEqual(errorLines(r), [
       'weft: --kube-subnet-mgr is not supported: weft has no Kubernetes subnet manager; keep leases in etcd (--etcd-endpoints) or the embedded store',
     ]);
   });
@@ -252,7 +318,7 @@ describe('bin/weft', () => {
   it('agent in lease mode with an unknown interface fails before touching anything', () => {
     const r = weft('agent', '--net-config-path', file('ok.json'));
     assert.equal(r.status, 2, r.stderr);
-    assert.match(stderrLines(r)[0] ?? '', /^weft: no interface matches --iface weft-nonexistent0; interfaces here: /);
+    assert.match(errorLines(r)[0] ?? '', /^weft: no interface with an IPv4 address matches --iface weft-nonexistent0; interfaces here: /);
     assert.equal(existsSync(path.join(SAFE_DIR, 'leases.json')), false, 'no lease was written');
     assert.equal(existsSync(path.join(SAFE_DIR, 'subnet.env')), false, 'no subnet file was written');
   });

@@ -85,7 +85,7 @@ describe('parseNetConfig: Network and derived defaults', () => {
     const cfg = parse({ Network: '10.244.0.0/16' });
     assert.equal(cfg.enableIPv4, true);
     assert.equal(cfg.enableIPv6, false);
-    assert.deepEqual(cfg.backend, { type: 'udp', port: 8285 });
+    assert.equal(cfg.backend.type, 'udp');
   });
 
   it('refuses a network smaller than /28', () => {
@@ -276,157 +276,31 @@ describe('parseNetConfig: SubnetMin and SubnetMax', () => {
   });
 });
 
-describe('parseNetConfig: Backend', () => {
-  const net = '10.5.0.0/16';
-
-  it('defaults to udp on 8285 when Backend is omitted or null', () => {
-    assert.deepEqual(parse({ Network: net }).backend, { type: 'udp', port: 8285 });
-    assert.deepEqual(parse({ Network: net, Backend: null }).backend, { type: 'udp', port: 8285 });
+describe('parseNetConfig: Backend section', () => {
+  it('keeps Backend for the backend to check: Type lower-cased, the fields as written', () => {
+    const cfg = parse({ Network: '10.5.0.0/16', Backend: { Type: 'VXLAN', VNI: 7, Whatever: [1] } });
+    assert.deepEqual(cfg.backend, { type: 'vxlan', fields: { Type: 'VXLAN', VNI: 7, Whatever: [1] }, source: SRC });
+    assert.ok(Object.isFrozen(cfg.backend.fields));
   });
 
-  it('reads udp', () => {
-    assert.deepEqual(parse({ Network: net, Backend: { Type: 'udp' } }).backend, { type: 'udp', port: 8285 });
-    assert.deepEqual(parse({ Network: net, Backend: { Type: 'udp', Port: 7890 } }).backend, {
-      type: 'udp',
-      port: 7890,
-    });
-    assert.deepEqual(parse({ Network: net, Backend: { Type: 'UDP', port: 1 } }).backend, { type: 'udp', port: 1 });
-    assert.deepEqual(parse({ Network: net, Backend: { Type: 'udp', Port: 65535 } }).backend, {
-      type: 'udp',
-      port: 65535,
-    });
+  it('an omitted or null Backend is udp (flannel picks udp), a Backend without Type has type ""', () => {
+    assert.equal(parse({ Network: '10.5.0.0/16' }).backend.type, 'udp');
+    assert.equal(parse({ Network: '10.5.0.0/16', Backend: null }).backend.type, 'udp');
+    assert.equal(parse({ Network: '10.5.0.0/16', Backend: {} }).backend.type, '');
   });
 
-  it('reads vxlan with its defaults', () => {
-    assert.deepEqual(parse({ Network: net, Backend: { Type: 'vxlan' } }).backend, {
-      type: 'vxlan',
-      vni: 1,
-      port: 8472,
-      gbp: false,
-      directRouting: false,
-      mtu: undefined,
-    });
-    assert.deepEqual(
-      parse({
-        Network: net,
-        Backend: { Type: 'vxlan', VNI: 4096, Port: 4789, GBP: true, DirectRouting: true, MTU: 1400 },
-      }).backend,
-      { type: 'vxlan', vni: 4096, port: 4789, gbp: true, directRouting: true, mtu: 1400 },
-    );
-    // Go zero values: Port 0 and MTU 0 mean "kernel default" / "interface MTU"; VNI 0 is a real VNI.
-    assert.deepEqual(parse({ Network: net, Backend: { Type: 'vxlan', VNI: 0, Port: 0, MTU: 0 } }).backend, {
-      type: 'vxlan',
-      vni: 0,
-      port: 8472,
-      gbp: false,
-      directRouting: false,
-      mtu: undefined,
-    });
-    assert.equal(parse({ Network: net, Backend: { Type: 'vxlan', VNI: 16777215 } }).backend.type, 'vxlan');
+  it('refuses a Backend that is not an object, and a Type that is not a string', () => {
+    rejects({ Network: '10.5.0.0/16', Backend: 'udp' }, 'Backend', 'udp',
+      `${SRC}: Backend must be an object such as {"Type": "udp"}, got "udp" (a string)`);
+    rejects({ Network: '10.5.0.0/16', Backend: { Type: 1 } }, 'Backend.Type', 1,
+      `${SRC}: Backend.Type must be a string such as "udp", got 1 (a number)`);
   });
 
-  it('reads host-gw', () => {
-    assert.deepEqual(parse({ Network: net, Backend: { Type: 'host-gw' } }).backend, { type: 'host-gw' });
-  });
-
-  it('ignores fields the backend does not read, as flanneld does', () => {
-    assert.deepEqual(
-      parse({ Network: net, Backend: { Type: 'vxlan', Learning: true, MacPrefix: '0E:2A', Extra: [1] } }).backend,
-      { type: 'vxlan', vni: 1, port: 8472, gbp: false, directRouting: false, mtu: undefined },
-    );
-    assert.deepEqual(parse({ Network: net, Backend: { Type: 'udp', VNI: 'x' } }).backend, { type: 'udp', port: 8285 });
-  });
-
-  it('refuses unsupported and missing types', () => {
-    for (const type of ['wireguard', 'ipip', 'alloc', 'extension', 'ipsec', 'aws-vpc', 'gce']) {
-      rejects(
-        { Network: net, Backend: { Type: type } },
-        'Backend.Type',
-        type,
-        `${SRC}: Backend.Type "${type}" is not supported: weft supports "udp", "vxlan" and "host-gw"`,
-      );
-    }
-    const missing = `${SRC}: Backend.Type is missing: set it to one of "udp", "vxlan" and "host-gw"`;
-    rejects({ Network: net, Backend: {} }, 'Backend.Type', undefined, missing);
-    rejects({ Network: net, Backend: { Type: '' } }, 'Backend.Type', '', missing);
-    rejects(
-      { Network: net, Backend: { Type: 1 } },
-      'Backend.Type',
-      1,
-      `${SRC}: Backend.Type must be a string such as "udp", got 1 (a number)`,
-    );
-    rejects(
-      { Network: net, Backend: 'udp' },
-      'Backend',
-      'udp',
-      `${SRC}: Backend must be an object such as {"Type": "udp"}, got "udp" (a string)`,
-    );
-  });
-
-  it('refuses out-of-range ports, VNIs and MTUs', () => {
-    for (const port of [0, -1, 65536]) {
-      rejects(
-        { Network: net, Backend: { Type: 'udp', Port: port } },
-        'Backend.Port',
-        port,
-        `${SRC}: Backend.Port ${port} is not allowed: it must be between 1 and 65535 (default 8285)`,
-      );
-    }
-    rejects(
-      { Network: net, Backend: { Type: 'vxlan', Port: 65536 } },
-      'Backend.Port',
-      65536,
-      `${SRC}: Backend.Port 65536 is not allowed: it must be between 1 and 65535 (0 or omitted means the kernel default 8472)`,
-    );
-    for (const vni of [16777216, -1]) {
-      rejects(
-        { Network: net, Backend: { Type: 'vxlan', VNI: vni } },
-        'Backend.VNI',
-        vni,
-        `${SRC}: Backend.VNI ${vni} is not allowed: it must be between 0 and 16777215 (24 bits; default 1)`,
-      );
-    }
-    for (const mtu of [67, 65536]) {
-      rejects(
-        { Network: net, Backend: { Type: 'vxlan', MTU: mtu } },
-        'Backend.MTU',
-        mtu,
-        `${SRC}: Backend.MTU ${mtu} is not allowed: it must be between 68 and 65535 (0 or omitted means the underlay interface's MTU)`,
-      );
-    }
-  });
-
-  it('refuses backend fields of the wrong JSON type', () => {
-    rejects(
-      { Network: net, Backend: { Type: 'udp', Port: '8285' } },
-      'Backend.Port',
-      '8285',
-      `${SRC}: Backend.Port must be a whole number, got "8285" (a string): write it without quotes, e.g. "Port": 8285`,
-    );
-    rejects(
-      { Network: net, Backend: { Type: 'vxlan', GBP: 'true' } },
-      'Backend.GBP',
-      'true',
-      `${SRC}: Backend.GBP must be true or false, got "true" (a string): write it without quotes, e.g. "GBP": true`,
-    );
-    rejects(
-      { Network: net, Backend: { Type: 'vxlan', DirectRouting: 1 } },
-      'Backend.DirectRouting',
-      1,
-      `${SRC}: Backend.DirectRouting must be true or false, got 1 (a number)`,
-    );
-    rejects(
-      { Network: net, Backend: { Type: 'vxlan', VNI: 1.5 } },
-      'Backend.VNI',
-      1.5,
-      `${SRC}: Backend.VNI must be a whole number, got 1.5`,
-    );
-    rejects(
-      { Network: net, Backend: { Type: 'vxlan', MTU: { v: 1 } } },
-      'Backend.MTU',
-      { v: 1 },
-      `${SRC}: Backend.MTU must be a whole number, got {"v":1} (an object)`,
-    );
+  it('reads EnableNFTables (default false)', () => {
+    assert.equal(parse({ Network: '10.5.0.0/16' }).enableNFTables, false);
+    assert.equal(parse({ Network: '10.5.0.0/16', EnableNFTables: true }).enableNFTables, true);
+    rejects({ Network: '10.5.0.0/16', EnableNFTables: 'yes' }, 'EnableNFTables', 'yes',
+      `${SRC}: EnableNFTables must be true or false, got "yes" (a string)`);
   });
 });
 
@@ -471,7 +345,7 @@ describe('parseNetConfig: JSON and key matching', () => {
   it('matches field names case-insensitively, like Go', () => {
     const cfg = parse({ network: '10.5.0.0/24', subnetlen: 28, SUBNETMIN: '10.5.0.32', backend: { type: 'host-gw' } });
     assert.equal(summary(cfg), '10.5.0.0/24 len 28 min 10.5.0.32 max 10.5.0.240');
-    assert.deepEqual(cfg.backend, { type: 'host-gw' });
+    assert.equal(cfg.backend.type, 'host-gw');
   });
 
   it('refuses a field given twice in different case', () => {
@@ -482,10 +356,10 @@ describe('parseNetConfig: JSON and key matching', () => {
       `${SRC}: Network is set more than once (keys "network" and "Network"; field names match case-insensitively, as in flanneld): keep only one`,
     );
     rejects(
-      { Network: '10.5.0.0/16', Backend: { Type: 'udp', port: 1, Port: 2 } },
-      'Backend.Port',
-      ['port', 'Port'],
-      `${SRC}: Backend.Port is set more than once (keys "port" and "Port"; field names match case-insensitively, as in flanneld): keep only one`,
+      { Network: '10.5.0.0/16', Backend: { type: 'udp', Type: 'vxlan' } },
+      'Backend.Type',
+      ['type', 'Type'],
+      `${SRC}: Backend.Type is set more than once (keys "type" and "Type"; field names match case-insensitively, as in flanneld): keep only one`,
     );
   });
 

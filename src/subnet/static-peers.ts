@@ -1,6 +1,6 @@
 /**
  * Static peers, as an operator writes them by hand:
- *   --peer 10.244.2.0/24=192.168.1.12        (port = this host's Backend.Port)
+ *   --peer 10.244.2.0/24=192.168.1.12        (port: the network's Backend.Port)
  *   --peer 10.244.3.0/24=192.168.1.13:8300
  * and the same lines in a peers file (`#` starts a comment).
  */
@@ -8,11 +8,18 @@ import { ConfigError } from '../errors';
 import {
   formatPrefix, parseCidr, parseIpv4, prefixCovers, prefixesOverlap, type Ipv4Prefix,
 } from '../net/ipv4';
-import type { PeerLease } from './backend';
+
+/** One --peer: another host's subnet, underlay address and, when given, port. */
+export interface StaticPeer {
+  readonly subnet: Ipv4Prefix;
+  readonly publicIp: number;
+  /** undefined: the network's Backend.Port. */
+  readonly port: number | undefined;
+}
 
 const EXAMPLE = 'expected CIDR=IP[:PORT], e.g. 10.244.2.0/24=192.168.1.12:8285';
 
-export function parsePeerSpec(text: string, defaultPort: number, where = '--peer'): PeerLease {
+export function parsePeerSpec(text: string, where = '--peer'): StaticPeer {
   const eq = text.indexOf('=');
   if (eq < 0) throw new ConfigError(where, text, `${where} "${text}" is malformed: ${EXAMPLE}`);
   const cidrText = text.slice(0, eq).trim();
@@ -36,25 +43,26 @@ export function parsePeerSpec(text: string, defaultPort: number, where = '--peer
   if (publicIp === undefined) {
     throw new ConfigError(where, text, `${where} "${text}": "${ipText}" is not an IPv4 address; ${EXAMPLE}`);
   }
-  let port = defaultPort;
+  let port: number | undefined;
   if (colon >= 0) {
     const portText = target.slice(colon + 1);
-    port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
-    if (!(port >= 1 && port <= 65535)) {
+    const n = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
+    if (!(n >= 1 && n <= 65535)) {
       throw new ConfigError(where, text, `${where} "${text}": port "${portText}" must be a number from 1 to 65535`);
     }
+    port = n;
   }
   return { subnet: cidr.prefix, publicIp, port };
 }
 
 /** Parses a peers file: one spec per line, blank lines and `#` comments ignored. */
-export function parsePeersFile(text: string, defaultPort: number, path: string): PeerLease[] {
-  const peers: PeerLease[] = [];
+export function parsePeersFile(text: string, path: string): StaticPeer[] {
+  const peers: StaticPeer[] = [];
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const line = (lines[i] as string).replace(/#.*/, '').trim();
     if (line === '') continue;
-    peers.push(parsePeerSpec(line, defaultPort, `${path}:${i + 1}`));
+    peers.push(parsePeerSpec(line, `${path}:${i + 1}`));
   }
   return peers;
 }
@@ -64,7 +72,7 @@ export function parsePeersFile(text: string, defaultPort: number, path: string):
  * network, none overlapping this host's own subnet, no subnet listed twice.
  * `sources[i]` names where peer i came from (a flag or file:line) for messages.
  */
-export function checkPeers(network: Ipv4Prefix, own: Ipv4Prefix, peers: readonly PeerLease[], sources: readonly string[]): void {
+export function checkPeers(network: Ipv4Prefix, own: Ipv4Prefix, peers: readonly { readonly subnet: Ipv4Prefix }[], sources: readonly string[]): void {
   const firstIndex = new Map<string, number>();
   peers.forEach((peer, i) => {
     const where = sources[i] ?? 'peer';

@@ -1,20 +1,19 @@
 /**
- * Routes follow leases: LeaseRoutes over a MemoryLeaseStore and a fake
- * backend that records every peer set it is given.
+ * Routes follow leases: LeaseWatcher over a MemoryLeaseStore feeding a
+ * PeerFeed and a fake backend that records every peer set it is given.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import type { Backend, PeerLease } from '../../src/backend/backend';
-import type { BackendType } from '../../src/subnet/net-config';
-import { LeaseRoutes } from '../../src/backend/lease-routes';
+import type { ApplyReport, Backend, Peer, PeerVerdict, RouteView } from '../../src/backend/backend';
+import { PeerFeed } from '../../src/agent/peer-feed';
+import { LeaseWatcher } from '../../src/subnet/lease-watcher';
 import { silentLogger } from '../../src/log';
 import { formatIpv4, formatPrefix, parseCidr, parseIpv4, samePrefix, type Ipv4Prefix } from '../../src/net/ipv4';
 import type { Lease, LeaseAttrs } from '../../src/subnet/lease';
 import { MemoryLeaseStore } from '../memory-lease-store';
 
 const TTL = 86_400;
-const PORT = 8285;
 const NETWORK = prefix('10.5.0.0/16');
 const OWN = prefix('10.5.1.0/24');
 const DESC = 'memory store (test)';
@@ -33,39 +32,55 @@ function host(publicIp: string, backendType = 'udp'): LeaseAttrs {
 
 const ME = host('192.168.1.1');
 
-/** A backend that keeps the peer set in a map and records every replacePeers call. */
+/**
+ * A backend that accepts leases of one type (as the kernel backends do; '' accepts all, as udp)
+ * and records every peer set applyPeers gets.
+ */
 class FakeBackend implements Backend {
-  readonly type: BackendType = 'udp';
+  readonly type = 'fake';
   readonly mtu = 1472;
-  /** Every peer set given to replacePeers, copied, in order. */
-  readonly replaced: PeerLease[][] = [];
-  /** Runs inside replacePeers before it returns (to interleave store changes, or hold it). */
+  /** Every peer set given to applyPeers, copied, in order. */
+  readonly replaced: Peer[][] = [];
+  /** Runs inside applyPeers before it returns (to interleave store changes, or hold it). */
   beforeReplace: (() => Promise<void> | void) | undefined;
-  private readonly table = new Map<string, PeerLease>();
+  onFatal: (err: Error) => void = () => undefined;
+  private readonly table = new Map<string, Peer>();
   private stopped = false;
 
-  async setPeer(peer: PeerLease): Promise<void> {
-    this.table.set(formatPrefix(peer.subnet), { ...peer });
+  constructor(private readonly acceptsType = 'udp') {}
+
+  async prepare(): Promise<LeaseAttrs> {
+    return ME;
   }
 
-  async deletePeer(subnet: Ipv4Prefix): Promise<boolean> {
-    return this.table.delete(formatPrefix(subnet));
+  async start(): Promise<void> {
+    // nothing to bring up
   }
 
-  async replacePeers(peers: readonly PeerLease[]): Promise<void> {
-    assert.equal(this.stopped, false, 'replacePeers after stop()');
+  accepts(peer: Peer): PeerVerdict {
+    return this.acceptsType === '' || peer.backendType === this.acceptsType
+      ? { ok: true } : { ok: false, reason: `its BackendType is "${peer.backendType}"` };
+  }
+
+  async applyPeers(peers: readonly Peer[]): Promise<ApplyReport> {
+    assert.equal(this.stopped, false, 'applyPeers after stop()');
     this.replaced.push(peers.map((p) => ({ ...p })));
     this.table.clear();
     for (const peer of peers) this.table.set(formatPrefix(peer.subnet), { ...peer });
     await this.beforeReplace?.();
+    return { routed: peers.length, added: peers.length, removed: 0, failed: [] };
   }
 
-  peers(): PeerLease[] {
+  peers(): Peer[] {
     return [...this.table.values()];
   }
 
-  counters(): Record<string, number> {
-    return { replacePeers: this.replaced.length, peers: this.table.size };
+  routes(): RouteView[] {
+    return this.peers().map((p) => ({ subnet: p.subnet, publicIp: p.publicIp, via: 'fake' }));
+  }
+
+  registerMetrics(): void {
+    // none
   }
 
   async stop(): Promise<void> {
@@ -74,8 +89,8 @@ class FakeBackend implements Backend {
   }
 }
 
-function show(peers: readonly PeerLease[]): string[] {
-  return peers.map((p) => `${formatPrefix(p.subnet)}=${formatIpv4(p.publicIp)}:${p.port}`).sort();
+function show(peers: readonly Peer[]): string[] {
+  return peers.map((p) => `${formatPrefix(p.subnet)}=${formatIpv4(p.publicIp)}`).sort();
 }
 
 /** Lets the store's deliveries and the routes' async updates run (setImmediate turns). */
@@ -86,36 +101,35 @@ async function settle(): Promise<void> {
 interface Fixture {
   store: MemoryLeaseStore;
   backend: FakeBackend;
-  routes: LeaseRoutes;
+  routes: LeaseWatcher;
+  feed: PeerFeed;
   clock: { now: number };
   own: Lease;
   lost: string[];
-  changed: PeerLease[][];
+  changed: Peer[][];
 }
 
 /**
  * A store with this host's lease (10.5.1.0/24, 24 h TTL) and `others` leases,
- * and LeaseRoutes for it, not started.
+ * and a LeaseWatcher feeding a PeerFeed for it, not started.
  */
-async function fixture(others: Array<[string, LeaseAttrs, number?]> = []): Promise<Fixture> {
+async function fixture(others: Array<[string, LeaseAttrs, number?]> = [], acceptsType = 'udp'): Promise<Fixture> {
   const clock = { now: 1_700_000_000_000 };
   const store = new MemoryLeaseStore({ now: () => clock.now, description: DESC });
   const own = await store.create(OWN, ME, TTL);
   assert.ok(own !== undefined);
   for (const [subnet, attrs, ttl] of others) await store.put(prefix(subnet), attrs, ttl);
-  const backend = new FakeBackend();
+  const backend = new FakeBackend(acceptsType);
   const lost: string[] = [];
-  const changed: PeerLease[][] = [];
-  const routes = new LeaseRoutes(store, backend, {
+  const changed: Peer[][] = [];
+  const feed = new PeerFeed(backend, { own: OWN, network: NETWORK, log: silentLogger(), onApplied: (peers) => changed.push([...peers]) });
+  const routes = new LeaseWatcher(store, {
     own,
-    network: NETWORK,
-    port: PORT,
-    backendType: 'udp',
     log: silentLogger(),
+    sink: (leases, why) => feed.apply(leases, why),
     onOwnLeaseLost: (reason) => lost.push(reason),
-    onRoutesChanged: (peers) => changed.push([...peers]),
   });
-  return { store, backend, routes, clock, own, lost, changed };
+  return { store, backend, routes, feed, clock, own, lost, changed };
 }
 
 const TWO_HOSTS: Array<[string, LeaseAttrs, number?]> = [
@@ -123,12 +137,12 @@ const TWO_HOSTS: Array<[string, LeaseAttrs, number?]> = [
   ['10.5.3.0/24', host('192.168.1.3')], // a reservation
 ];
 
-describe('LeaseRoutes: start', () => {
+describe('LeaseWatcher + PeerFeed: start', () => {
   it("installs a route for every other host's lease, never for its own", async () => {
     const f = await fixture(TWO_HOSTS);
     await f.routes.start();
     assert.equal(f.backend.replaced.length, 1);
-    assert.deepEqual(show(f.backend.peers()), ['10.5.2.0/24=192.168.1.2:8285', '10.5.3.0/24=192.168.1.3:8285']);
+    assert.deepEqual(show(f.backend.peers()), ['10.5.2.0/24=192.168.1.2', '10.5.3.0/24=192.168.1.3']);
     assert.deepEqual(f.changed.map(show), [show(f.backend.peers())]);
     assert.equal(f.backend.peers().some((p) => samePrefix(p.subnet, OWN)), false);
     assert.equal(f.store.watchCount, 1);
@@ -143,11 +157,11 @@ describe('LeaseRoutes: start', () => {
     await f.routes.stop();
   });
 
-  it('ignores leases of another backend type, outside the network, or overlapping its own', async () => {
+  it('ignores leases the backend does not accept, outside the network, or overlapping its own; no BackendType is udp', async () => {
     const f = await fixture([
       ...TWO_HOSTS,
       ['10.5.4.0/24', host('192.168.1.4', 'vxlan')],
-      ['10.5.5.0/24', host('192.168.1.5', '')], // BackendType left out
+      ['10.5.5.0/24', host('192.168.1.5', '')], // BackendType left out: flanneld's udp lease
       ['10.5.6.0/24', host('192.168.1.6', 'UDP')],
       ['10.6.0.0/24', host('192.168.1.7')], // another network
       ['192.168.0.0/24', host('192.168.1.8')],
@@ -157,9 +171,10 @@ describe('LeaseRoutes: start', () => {
     ]);
     await f.routes.start();
     assert.deepEqual(show(f.backend.peers()), [
-      '10.5.2.0/24=192.168.1.2:8285', '10.5.3.0/24=192.168.1.3:8285', '10.5.64.0/20=192.168.1.11:8285',
+      '10.5.2.0/24=192.168.1.2', '10.5.3.0/24=192.168.1.3', '10.5.5.0/24=192.168.1.5', '10.5.64.0/20=192.168.1.11',
     ]);
-    assert.deepEqual(show(f.routes.peers()), show(f.backend.peers()));
+    assert.deepEqual(show(f.feed.peers()), show(f.backend.peers()));
+    assert.equal(f.backend.peers().find((p) => formatPrefix(p.subnet) === '10.5.5.0/24')?.backendType, 'udp');
     assert.deepEqual(f.lost, []);
     await f.routes.stop();
   });
@@ -195,12 +210,12 @@ describe('LeaseRoutes: start', () => {
     };
     await f.routes.start();
     await settle();
-    assert.deepEqual(show(f.backend.peers()), ['10.5.3.0/24=192.168.1.3:8285', '10.5.9.0/24=192.168.1.9:8285']);
+    assert.deepEqual(show(f.backend.peers()), ['10.5.3.0/24=192.168.1.3', '10.5.9.0/24=192.168.1.9']);
     await f.routes.stop();
   });
 });
 
-describe('LeaseRoutes: following changes', () => {
+describe('LeaseWatcher + PeerFeed: following changes', () => {
   it('adds, changes and removes routes as leases come, move and go', async () => {
     const f = await fixture(TWO_HOSTS);
     await f.routes.start();
@@ -208,18 +223,18 @@ describe('LeaseRoutes: following changes', () => {
     await f.store.put(prefix('10.5.4.0/24'), host('192.168.1.4'), TTL);
     await settle();
     assert.deepEqual(show(f.backend.peers()), [
-      '10.5.2.0/24=192.168.1.2:8285', '10.5.3.0/24=192.168.1.3:8285', '10.5.4.0/24=192.168.1.4:8285',
+      '10.5.2.0/24=192.168.1.2', '10.5.3.0/24=192.168.1.3', '10.5.4.0/24=192.168.1.4',
     ]);
 
     await f.store.put(prefix('10.5.2.0/24'), host('192.168.1.22'), TTL); // the host moved
     await settle();
     assert.deepEqual(show(f.backend.peers()), [
-      '10.5.2.0/24=192.168.1.22:8285', '10.5.3.0/24=192.168.1.3:8285', '10.5.4.0/24=192.168.1.4:8285',
+      '10.5.2.0/24=192.168.1.22', '10.5.3.0/24=192.168.1.3', '10.5.4.0/24=192.168.1.4',
     ]);
 
     await f.store.delete(prefix('10.5.3.0/24'));
     await settle();
-    assert.deepEqual(show(f.backend.peers()), ['10.5.2.0/24=192.168.1.22:8285', '10.5.4.0/24=192.168.1.4:8285']);
+    assert.deepEqual(show(f.backend.peers()), ['10.5.2.0/24=192.168.1.22', '10.5.4.0/24=192.168.1.4']);
 
     assert.equal(f.backend.replaced.length, 4, 'one update per change');
     assert.deepEqual(f.changed.map(show), f.backend.replaced.map(show));
@@ -239,7 +254,7 @@ describe('LeaseRoutes: following changes', () => {
     await settle();
     assert.equal(f.backend.replaced.length, 2);
     assert.deepEqual(show(f.backend.peers()), [
-      '10.5.3.0/24=192.168.1.3:8285', '10.5.4.0/24=192.168.1.4:8285', '10.5.5.0/24=192.168.1.5:8285',
+      '10.5.3.0/24=192.168.1.3', '10.5.4.0/24=192.168.1.4', '10.5.5.0/24=192.168.1.5',
     ]);
     await f.routes.stop();
   });
@@ -267,10 +282,10 @@ describe('LeaseRoutes: following changes', () => {
     await f.routes.start();
     await f.store.put(prefix('10.5.2.0/24'), host('192.168.1.2', 'vxlan'), TTL);
     await settle();
-    assert.deepEqual(show(f.backend.peers()), ['10.5.3.0/24=192.168.1.3:8285']);
+    assert.deepEqual(show(f.backend.peers()), ['10.5.3.0/24=192.168.1.3']);
     await f.store.put(prefix('10.5.2.0/24'), host('192.168.1.2'), TTL);
     await settle();
-    assert.deepEqual(show(f.backend.peers()), ['10.5.2.0/24=192.168.1.2:8285', '10.5.3.0/24=192.168.1.3:8285']);
+    assert.deepEqual(show(f.backend.peers()), ['10.5.2.0/24=192.168.1.2', '10.5.3.0/24=192.168.1.3']);
     await f.routes.stop();
   });
 
@@ -284,7 +299,7 @@ describe('LeaseRoutes: following changes', () => {
     f.clock.now += 1;
     assert.deepEqual(f.store.expireLeases().map((l) => formatPrefix(l.subnet)), ['10.5.2.0/24']);
     await settle();
-    assert.deepEqual(show(f.backend.peers()), ['10.5.3.0/24=192.168.1.3:8285']);
+    assert.deepEqual(show(f.backend.peers()), ['10.5.3.0/24=192.168.1.3']);
     f.clock.now += 60_000;
     f.store.expireLeases();
     await settle();
@@ -306,7 +321,7 @@ describe('LeaseRoutes: following changes', () => {
     f.store.resumeWatches();
     await settle();
     assert.deepEqual(show(f.backend.peers()), [
-      '10.5.3.0/24=192.168.1.33:8285', '10.5.4.0/24=192.168.1.4:8285', '10.5.5.0/24=192.168.1.5:8285',
+      '10.5.3.0/24=192.168.1.33', '10.5.4.0/24=192.168.1.4', '10.5.5.0/24=192.168.1.5',
     ]);
     assert.equal(f.backend.replaced.length, 2, 'one update for the whole resync');
 
@@ -318,7 +333,7 @@ describe('LeaseRoutes: following changes', () => {
   });
 });
 
-describe("LeaseRoutes: this host's own lease", () => {
+describe("LeaseWatcher + PeerFeed: this host's own lease", () => {
   it('reports its own lease deleted, naming the subnet', async () => {
     const f = await fixture(TWO_HOSTS);
     await f.routes.start();
@@ -367,12 +382,12 @@ describe("LeaseRoutes: this host's own lease", () => {
     await f.store.put(OWN, { ...ME, backendData: { restarted: true } }, TTL);
     await settle();
     assert.deepEqual(f.lost, []);
-    assert.deepEqual(show(f.backend.peers()), ['10.5.2.0/24=192.168.1.2:8285', '10.5.3.0/24=192.168.1.3:8285']);
+    assert.deepEqual(show(f.backend.peers()), ['10.5.2.0/24=192.168.1.2', '10.5.3.0/24=192.168.1.3']);
     await f.routes.stop();
   });
 });
 
-describe('LeaseRoutes: stop', () => {
+describe('LeaseWatcher + PeerFeed: stop', () => {
   it('stops following the store', async () => {
     const f = await fixture(TWO_HOSTS);
     await f.routes.start();

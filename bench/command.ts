@@ -1,13 +1,14 @@
 /**
- * `weft bench`: the macro benchmark's command line. The benchmark itself
- * lives in bench/harness (run.ts, loaded when it runs); this file only turns
- * options into a BenchOptions.
+ * `weft bench`: the macro benchmark's command line, registered by the weft
+ * CLI through bench/index.ts. The benchmark itself lives in bench/harness
+ * (run.ts, loaded when it runs); this file only turns options into a
+ * BenchOptions.
  */
 import * as path from 'node:path';
 import { Option, type Command } from 'commander';
-import { UsageError } from '../errors';
-import { defaultModeNames, readVariantsFile, resolveModes, WEFT_VARIANTS, type WeftVariant } from '../../bench/harness/modes';
-import { DEFAULT_OUT_DIR, DEFAULT_PING_COUNT, DEFAULT_REPS, DEFAULT_SECONDS, QUICK } from '../../bench/harness/options';
+import { UsageError } from '../src/errors';
+import { defaultModeNames, readVariantsFile, resolveModes, WEFT_VARIANTS, type WeftVariant } from './harness/modes';
+import { DEFAULT_OUT_DIR, DEFAULT_PING_COUNT, DEFAULT_REPS, DEFAULT_SECONDS, QUICK } from './harness/options';
 
 function intOption(flag: string, min: number, max: number) {
   return (value: string): number => {
@@ -84,7 +85,7 @@ export function addBenchCommand(program: Command): void {
       }
       if (o.modes !== undefined) modeNames = o.modes.split(',');
       // the harness (labs, probes, chart) loads only when a benchmark runs, never with `weft agent`
-      const { runBench } = await import('../../bench/harness/run');
+      const { runBench } = await import('./harness/run');
       process.exitCode = await runBench({
         modes: resolveModes(modeNames, variants),
         reps: o.reps ?? (o.quick === true ? QUICK.reps : DEFAULT_REPS),

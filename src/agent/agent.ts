@@ -1,0 +1,302 @@
+/**
+ * `weft agent`: one host of the overlay, flanneld's life cycle.
+ *
+ *  1. open the subnet manager (etcd, the embedded store, or static peers) and,
+ *     with --healthz-port, serve /healthz at once;
+ *  2. wait, retrying every second, until the store answers and the network
+ *     configuration exists (flanneld waits too); /readyz says not ready;
+ *  3. check everything the operator wrote: the backend's fields, the manager's
+ *     own settings, the underlay interface — nothing on the host has changed yet;
+ *  4. the backend prepares (vxlan: its device, whose MAC the lease publishes),
+ *     the lease is acquired with the backend's attributes, the backend starts;
+ *  5. masquerade/forward rules, then routes follow the other hosts' leases;
+ *  6. subnet.env last (the CNI plugin acts on it), then ready: /readyz 200 and
+ *     READY=1 to the service manager.
+ *
+ * Every resource is registered as it is created; one shutdown path (signal,
+ * lost lease, data-plane failure, start-up error) releases them in reverse.
+ * A stop leaves what carries traffic in place (the kernel backends' devices
+ * and routes, the iptables rules: pods keep talking while the agent restarts);
+ * the udp backend's TUN goes with the process. `weft cleanup` removes it all.
+ *
+ * The agent never asks which backend or which lease store it runs.
+ */
+import { readFile } from 'node:fs/promises';
+import { Gauge, Registry } from 'prom-client';
+import type { Backend } from '../backend/backend';
+import { chooseBackend } from '../backend/registry';
+import type { UdpAgentOptions } from '../backend/udp/udp-options';
+import { ConfigError } from '../errors';
+import { HostLedger } from '../host/ledger';
+import type { Logger } from '../log';
+import { resolveUnderlay } from '../net/interfaces';
+import { formatIpv4, formatPrefix } from '../net/ipv4';
+import type { NetConfig } from '../subnet/net-config';
+import { openSubnetManager, type SubnetManagerOptions } from '../subnet/open-subnet-manager';
+import { readSubnetEnv, writeSubnetEnv } from '../subnet/subnet-env';
+import type { SubnetManager } from '../subnet/subnet-manager';
+import { createTrafficRules } from '../traffic/traffic-rules';
+import { BlackholeRoute } from './blackhole-route';
+import { HealthServer } from './health-server';
+import { PeerFeed } from './peer-feed';
+import { ServiceNotifier } from './service-notify';
+
+export interface AgentOptions extends SubnetManagerOptions {
+  readonly iface: readonly string[];
+  readonly ifaceRegex: readonly string[];
+  readonly ifaceCanReach?: string | undefined;
+  readonly publicIp?: string | undefined;
+  /** Where the host ledger (what weft created on this host) lives. */
+  readonly stateDir: string;
+  readonly ipMasq: boolean;
+  readonly ipMasqRandomFullyDisable: boolean;
+  readonly iptablesResyncSeconds: number;
+  readonly iptablesForwardRules: boolean;
+  readonly ipBlackholeRoute: boolean;
+  readonly healthzIp: string;
+  readonly healthzPort: number;
+  /** The udp backend's data-plane flags (the other backends ignore them). */
+  readonly udp: UdpAgentOptions;
+  /** Pause between attempts while waiting for the store and the configuration (flanneld: 1 s). */
+  readonly startRetryMs?: number;
+}
+
+/** Exit codes: 0 clean stop (a signal, or this host's lease revoked), 1 failure at run time, 2 bad configuration. */
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const START_RETRY_MS = 1000;
+
+/** Thrown at a start-up checkpoint after a stop was asked for; never leaves runAgent. */
+class StartAborted extends Error {}
+
+/** Runs the agent until a signal or a fatal error; resolves with the exit code. */
+export async function runAgent(opts: AgentOptions, log: Logger): Promise<number> {
+  const cleanups: Array<{ what: string; run: () => Promise<void> | void }> = [];
+  const onCleanup = (what: string, run: () => Promise<void> | void): void => {
+    cleanups.push({ what, run });
+  };
+  const notifier = new ServiceNotifier(log);
+  let ready = false;
+  let started = false;
+  let finishing: Promise<number> | undefined;
+  let resolveExit: (code: number) => void = () => undefined;
+  const exited = new Promise<number>((resolve) => {
+    resolveExit = resolve;
+  });
+  let wake: () => void = () => undefined;
+
+  /** Runs every registered clean-up, newest first, including ones registered while it runs. */
+  const drain = async (): Promise<void> => {
+    for (let c = cleanups.pop(); c !== undefined; c = cleanups.pop()) {
+      try {
+        await c.run();
+      } catch (err) {
+        log.error({ err: (err as Error).message, what: c.what }, 'clean-up step failed');
+      }
+    }
+  };
+  const shutdown = (reason: string, code: number): Promise<number> => {
+    if (finishing !== undefined) return finishing;
+    wake();
+    finishing = (async () => {
+      // a start-up failure is reported once, by the caller; a stop asked for during start-up is said here
+      if (started) (code === EXIT_OK ? log.info.bind(log) : log.error.bind(log))({ reason }, 'stopping');
+      else if (code === EXIT_OK) log.info({ reason }, 'stopping during start-up');
+      else log.debug({ reason }, 'start-up failed; undoing what was done');
+      ready = false;
+      notifier.stopping();
+      await drain();
+      if (started) log.info({ reason }, 'stopped');
+      resolveExit(code);
+      return code;
+    })();
+    return finishing;
+  };
+  const onSignal = (sig: NodeJS.Signals): void => void shutdown(`received ${sig}`, EXIT_OK);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  onCleanup('signal handlers', () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  });
+
+  /** Start-up stops at the next checkpoint once a stop was asked for (signal, lost lease, failure). */
+  const checkpoint = (): void => {
+    if (finishing !== undefined) throw new StartAborted();
+  };
+  /** Sleeps, but wakes at once when a stop is asked for. */
+  const pause = (ms: number): Promise<void> => new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    wake = () => {
+      clearTimeout(t);
+      resolve();
+    };
+  });
+
+  const registry = new Registry();
+  let backend: Backend | undefined;
+  try {
+    // --- the lease store (or static peers) and the health server, before anything can wait
+    const ledger = await HostLedger.open(opts.stateDir);
+    const manager = await openSubnetManager(opts, log);
+    onCleanup('subnet manager', () => manager.close());
+    registerAgentMetrics(registry, () => ready, () => backend?.routes().length ?? 0);
+    if (opts.healthzPort > 0) {
+      const health = await HealthServer.listen(opts.healthzIp, opts.healthzPort, {
+        isReady: () => ready,
+        registry,
+        routes: () => backend?.routes() ?? [],
+      });
+      onCleanup('health server', () => health.close());
+      log.info({ address: `${opts.healthzIp}:${health.port}` }, 'serving /healthz, /readyz, /metrics and /routes');
+    }
+    checkpoint();
+
+    // --- wait for the store and the network configuration, as flanneld does
+    const config = await waitForNetworkConfig(manager, opts, log, notifier, pause, checkpoint);
+
+    // --- check everything before the host is touched
+    const chosen = chooseBackend(config.backend);
+    await manager.checkConfig(config);
+    const underlay = await resolveUnderlay({
+      iface: opts.iface, ifaceRegex: opts.ifaceRegex, ifaceCanReach: opts.ifaceCanReach, publicIp: opts.publicIp, log,
+    });
+    backend = chosen.create({ network: config.network, underlay, ledger, log, udp: opts.udp });
+    log.info({
+      backend: chosen.type, store: manager.description, network: formatPrefix(config.network),
+      iface: underlay.name, publicIp: formatIpv4(underlay.publicIp), mtu: backend.mtu,
+    }, 'starting weft agent');
+    await warnIfForwardingOff(log);
+    checkpoint();
+
+    // --- the backend and this host's lease
+    const running: Backend = backend;
+    onCleanup('backend', () => running.stop('keep'));
+    running.onFatal = (err) => {
+      log.error({ err }, 'data plane failed');
+      void shutdown('data plane failure', EXIT_FAILURE);
+    };
+    const attrs = await running.prepare();
+    checkpoint();
+    const lease = await manager.acquireLease(config, attrs);
+    checkpoint();
+    await running.start(lease);
+    running.registerMetrics(registry);
+    checkpoint();
+
+    // --- masquerade and forward rules (they stay on stop, as flanneld's do)
+    if (opts.ipMasq || opts.iptablesForwardRules) {
+      const previous = await readSubnetEnv(opts.subnetFile).catch(() => undefined);
+      const rules = createTrafficRules(config.enableNFTables, {
+        ipMasq: opts.ipMasq,
+        forwardRules: opts.iptablesForwardRules,
+        network: config.network,
+        lease: lease.subnet,
+        resyncSeconds: opts.iptablesResyncSeconds,
+        randomFullyDisable: opts.ipMasqRandomFullyDisable,
+        previous: previous === undefined ? undefined : { network: previous.network, lease: previous.subnet },
+        ledger,
+        log,
+      });
+      onCleanup('traffic rules', () => rules.stop());
+      await rules.start();
+      checkpoint();
+    }
+    if (opts.ipBlackholeRoute) {
+      const blackhole = new BlackholeRoute(lease.subnet, opts.iptablesResyncSeconds, log);
+      onCleanup('blackhole route', () => blackhole.stop());
+      await blackhole.start();
+    }
+
+    // --- routes follow the other hosts' leases; this host's lease is kept alive
+    const feed = new PeerFeed(running, { own: lease.subnet, network: config.network, log });
+    const lostLease = (reason: string): void => void shutdown(reason, EXIT_OK);
+    const watch = await manager.watchLeases(lease, { sink: (leases, why) => feed.apply(leases, why), onOwnLeaseLost: lostLease });
+    onCleanup('lease watch', () => watch.stop());
+    checkpoint();
+    const keeper = manager.keepLease(lease, attrs, lostLease);
+    onCleanup('lease renewal', () => keeper.stop());
+
+    // --- subnet.env last: the CNI plugin may act on it at once
+    await writeSubnetEnv(opts.subnetFile, { network: config.network, subnet: lease.subnet, mtu: running.mtu, ipMasq: opts.ipMasq });
+    await ledger.record({ kind: 'file', path: opts.subnetFile });
+    log.info({ file: opts.subnetFile, subnet: formatPrefix(lease.subnet), mtu: running.mtu }, 'subnet file written');
+    checkpoint();
+    started = true;
+    ready = true;
+    notifier.ready();
+    log.info({ backend: running.type, subnet: formatPrefix(lease.subnet) }, 'ready');
+  } catch (err) {
+    if (err instanceof StartAborted) {
+      // a stop was asked for while starting: finish it, including anything registered since
+      await finishing;
+      await drain();
+      return exited;
+    }
+    await shutdown((err as Error).message, EXIT_FAILURE);
+    await drain();
+    throw err;
+  }
+  return exited;
+}
+
+/**
+ * Asks the manager for the configuration every `startRetryMs` until it has
+ * one. A configuration that exists but is invalid is an error at once: the
+ * operator has to fix it.
+ */
+async function waitForNetworkConfig(
+  manager: SubnetManager, opts: AgentOptions, log: Logger, notifier: ServiceNotifier,
+  pause: (ms: number) => Promise<void>, checkpoint: () => void,
+): Promise<NetConfig> {
+  const every = opts.startRetryMs ?? START_RETRY_MS;
+  for (let attempt = 1; ; attempt++) {
+    let why: string;
+    try {
+      const config = await manager.getNetworkConfig();
+      if (config !== undefined) {
+        if (attempt > 1) log.info({ attempts: attempt }, 'found the network configuration');
+        return config;
+      }
+      why = `no network configuration yet (looked in ${manager.configSources})`;
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      why = `${manager.description} does not answer: ${(err as Error).message.split('\n')[0] ?? ''}`;
+    }
+    log.warn({ attempt, retryMs: every }, `${why}; waiting`);
+    notifier.status(`waiting: ${why}`);
+    checkpoint();
+    await pause(every);
+    checkpoint();
+  }
+}
+
+function registerAgentMetrics(registry: Registry, isReady: () => boolean, routeCount: () => number): void {
+  new Gauge({
+    name: 'weft_ready',
+    help: '1 once routes, rules and subnet.env are in place (as /readyz), else 0',
+    registers: [registry],
+    collect() {
+      this.set(isReady() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'weft_routes',
+    help: 'Peers the backend routes to now',
+    registers: [registry],
+    collect() {
+      this.set(routeCount());
+    },
+  });
+}
+
+async function warnIfForwardingOff(log: Logger): Promise<void> {
+  try {
+    const v = (await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim();
+    if (v !== '1') {
+      log.warn('net.ipv4.ip_forward is 0 on this host: pods behind it will not reach the overlay until it is 1 (sysctl -w net.ipv4.ip_forward=1)');
+    }
+  } catch {
+    // not Linux procfs: nothing to say
+  }
+}

@@ -1,0 +1,222 @@
+/**
+ * flannel's udp backend, wire-compatible: every datagram between hosts is
+ * UDP port -> port whose payload is exactly one inner IPv4 packet.
+ *
+ * Owns: the TUN device, the UDP socket, the forwarding workers and the route
+ * table. Workers borrow the descriptors; stop() releases all of it (the TUN is
+ * not persistent: it goes away with the process, as flanneld's does).
+ *
+ * Its lease carries no BackendType, exactly as flanneld's udp backend writes
+ * it, and it routes every lease it sees, whatever the lease's type (flanneld's
+ * udp does too): a udp host can reach any host that runs a udp data plane on
+ * the network's port.
+ */
+import type { Registry } from 'prom-client';
+import { ConfigError, toSysError } from '../../errors';
+import { ENCAP_OVERHEAD_BYTES } from '../../encap';
+import { loadNative, type NativeBinding } from '../../native';
+import { formatIpv4, formatPrefix, type Ipv4Prefix } from '../../net/ipv4';
+import { RouteTable } from '../../routing';
+import type { Lease, LeaseAttrs } from '../../subnet/lease';
+import { TunDevice, validateTunName } from '../../tun/tun-device';
+import { NO_OFFLOADS, type OffloadOptions } from '../../workers/forwarder';
+import { ForwarderPool } from '../../workers/pool';
+import { ACCEPTED, type ApplyReport, type Backend, type BackendContext, type Peer, type PeerVerdict, type RouteView } from '../backend';
+import { reconcilePeers } from '../kernel-peers';
+import type { UdpBackendConfig } from './udp-config';
+import { registerDataPlaneMetrics } from './udp-metrics';
+import type { RequestedOffloads } from './udp-options';
+
+export const UDP_BACKEND_TYPE = 'udp';
+
+/** Largest message accepted from a peer (any IPv4 packet, or a UDP_GRO message of up to 64 KiB). */
+const UDP_SLOT_BYTES = 65536;
+/** A TUN read with offloads: virtio-net header + a super-packet of up to 64 KiB. */
+const TUN_OFFLOAD_SLOT_BYTES = 65536 + 64;
+
+export class UdpBackend implements Backend {
+  readonly type = UDP_BACKEND_TYPE;
+  readonly mtu: number;
+  private readonly config: UdpBackendConfig;
+  private readonly ctx: BackendContext;
+  private native: NativeBinding | undefined;
+  private readonly table = new RouteTable();
+  private device: TunDevice | undefined;
+  /** The offloads in effect after probing the kernel. */
+  offloads: OffloadOptions = NO_OFFLOADS;
+  /** One socket per worker; with several, SO_REUSEPORT keeps each peer's datagrams on one of them (in order). */
+  private readonly udpFds: number[] = [];
+  private pool: ForwarderPool | undefined;
+  private stopped = false;
+  /** Called when the data plane fails at run time (a worker died); the agent replaces it to stop. */
+  onFatal: (err: Error) => void = (err) => this.ctx.log.error({ err }, 'data plane failed');
+
+  constructor(config: UdpBackendConfig, ctx: BackendContext) {
+    validateTunName(ctx.udp.tunName);
+    this.config = config;
+    this.ctx = ctx;
+    this.mtu = ctx.underlay.mtu - ENCAP_OVERHEAD_BYTES;
+  }
+
+  /** Checks the MTU; the lease is flanneld's udp lease: PublicIP only. */
+  async prepare(): Promise<LeaseAttrs> {
+    if (this.mtu < 576) {
+      throw new ConfigError('--iface', this.ctx.underlay.mtu,
+        `the underlay MTU ${this.ctx.underlay.mtu} leaves an overlay MTU of ${this.mtu}, below IPv4's minimum of 576; use an interface with MTU >= 604`);
+    }
+    this.native = loadNative();
+    return { publicIp: this.ctx.underlay.publicIp, backendType: '' };
+  }
+
+  /** Creates the socket, the device and the workers; cleans up after itself on failure. */
+  async start(lease: Lease): Promise<void> {
+    try {
+      await this.open(lease.subnet);
+    } catch (err) {
+      await this.stop('remove');
+      throw err;
+    }
+    // routes a kernel backend (vxlan, host-gw) left inside the network would take traffic away from the TUN
+    const swept = await reconcilePeers([], { network: this.ctx.network, own: lease.subnet, device: undefined });
+    if (swept.removed > 0) this.ctx.log.info({ removed: swept.removed }, 'removed peer routes a kernel backend had left');
+  }
+
+  private async open(subnet: Ipv4Prefix): Promise<void> {
+    const o = this.ctx.udp;
+    const log = this.ctx.log;
+    const native = this.native as NativeBinding;
+    const bind = this.ctx.underlay.ifaceAddress;
+    const port = this.config.port;
+    try {
+      const flags = o.workers > 1 ? native.UDP_REUSEPORT : 0;
+      for (let w = 0; w < o.workers; w++) {
+        const udp = native.udpOpen(bind, port, flags, o.socketBufferBytes, o.socketBufferBytes);
+        this.udpFds.push(udp.fd);
+        if (w === 0) log.info({ bind: `${formatIpv4(bind)}:${port}`, sockets: o.workers, rcvbuf: udp.rcvbuf, sndbuf: udp.sndbuf }, 'udp socket open');
+      }
+    } catch (err) {
+      throw toSysError(err, `cannot open UDP port ${formatIpv4(bind)}:${port}`,
+        'is another flanneld or weft using the port? (Backend.Port in net-conf.json chooses it)');
+    }
+    const want = o.offloads;
+    this.device = await TunDevice.create(native, {
+      name: o.tunName,
+      address: subnet.network,
+      mtu: this.mtu,
+      network: this.ctx.network,
+      queues: o.workers,
+      vnetHdr: want.tunOffload,
+      txQueueLen: o.tunTxQueueLen,
+    });
+    log.info({ device: this.device.name, address: `${formatIpv4(subnet.network)}/32`, mtu: this.mtu, route: formatPrefix(this.ctx.network) }, 'tun device up');
+    this.offloads = this.probeOffloads(this.device, want);
+    log.info({ requested: want, inEffect: this.offloads }, 'offloads');
+    const tunSlotSize = this.offloads.vnetHdr ? TUN_OFFLOAD_SLOT_BYTES : Math.ceil(Math.max(this.mtu, 1500) / 64) * 64;
+    this.pool = await ForwarderPool.start({
+      tunFds: this.device.fds,
+      udpFds: this.udpFds,
+      workers: o.workers,
+      tunAddress: subnet.network,
+      localSubnet: subnet,
+      batchSize: o.batchSize,
+      tunSlotSize,
+      udpSlotSize: UDP_SLOT_BYTES,
+      icmpPerSecond: o.icmpPerSecond,
+      routes: this.table.snapshot(),
+      offloads: this.offloads,
+      busyPollMicros: o.busyPollMicros,
+    }, (err) => this.onFatal(err));
+    log.info({ workers: o.workers, batch: o.batchSize }, 'data plane running');
+  }
+
+  /** Turns on what was asked for and the kernel supports; says once what falls back. */
+  private probeOffloads(device: TunDevice, want: RequestedOffloads): OffloadOptions {
+    const n = this.native as NativeBinding;
+    const log = this.ctx.log;
+    const vnetHdr = want.tunOffload;
+    let uso = false;
+    if (vnetHdr) {
+      const base = n.TUN_F_CSUM | n.TUN_F_TSO4 | n.TUN_F_TSO_ECN;
+      try {
+        // the kernel accepts USO only as the pair USO4|USO6 (EINVAL for one alone)
+        device.setOffload(base | (want.coalesceUdp ? n.TUN_F_USO4 | n.TUN_F_USO6 : 0));
+        uso = want.coalesceUdp;
+      } catch (err) {
+        try {
+          device.setOffload(base);
+          if (want.coalesceUdp) log.warn({ err: (err as Error).message }, 'the kernel refused TUN USO (needs >= 6.2): UDP coalescing is off');
+        } catch (err2) {
+          log.warn({ err: (err2 as Error).message }, 'the kernel refused TUN checksum/TSO offload: packets are read one MTU at a time');
+          // the device keeps its virtio-net header; packets simply never arrive as super-packets
+        }
+      }
+    }
+    let udpGro = want.udpGro;
+    if (udpGro) {
+      try {
+        for (const fd of this.udpFds) n.udpSetGro(fd, true);
+      } catch (err) {
+        udpGro = false;
+        log.warn({ err: (err as Error).message }, 'the kernel refused UDP_GRO: one datagram per received message');
+      }
+    }
+    let udpGso = want.udpGso && vnetHdr;
+    if (udpGso && !n.udpGsoSupported(this.udpFds[0] as number)) {
+      udpGso = false;
+      log.warn('the kernel lacks UDP_SEGMENT: split super-packets leave as separate datagrams of one sendmmsg');
+    }
+    if (!vnetHdr && (want.coalesceTcp || want.coalesceUdp)) {
+      log.info('TUN coalescing needs --tun-offload; it is off');
+    }
+    const groFlags = vnetHdr ? (want.coalesceTcp ? n.GRO_TCP : 0) | (uso ? n.GRO_UDP : 0) : 0;
+    return { vnetHdr, udpGso, udpGro, groFlags };
+  }
+
+  /** Every lease: flanneld's udp data plane routes whatever it sees. */
+  accepts(_peer: Peer): PeerVerdict {
+    return ACCEPTED;
+  }
+
+  /** Replaces the peer set; the workers hear of it only when it differs from the current one. */
+  async applyPeers(peers: readonly Peer[]): Promise<ApplyReport> {
+    const want = new Map(peers.map((p) => [formatPrefix(p.subnet), { subnet: p.subnet, address: p.publicIp, port: p.port ?? this.config.port }]));
+    const have = new Map(this.table.entries().map((e) => [formatPrefix(e.prefix), e.peer]));
+    let added = 0;
+    let removed = 0;
+    for (const [key, p] of want) {
+      const old = have.get(key);
+      if (old === undefined || old.address !== p.address || old.port !== p.port) added++;
+    }
+    for (const key of have.keys()) if (!want.has(key)) removed++;
+    if (added + removed > 0) {
+      this.table.clear();
+      for (const p of want.values()) this.table.set(p.subnet, { address: p.address, port: p.port });
+      if (this.pool !== undefined) await this.pool.setRoutes(this.table.snapshot());
+    }
+    return { routed: want.size, added, removed, failed: [] };
+  }
+
+  routes(): readonly RouteView[] {
+    return this.table.entries().map((e) => ({ subnet: e.prefix, publicIp: e.peer.address, via: 'udp', port: e.peer.port }));
+  }
+
+  registerMetrics(registry: Registry): void {
+    registerDataPlaneMetrics(registry, () => this.pool?.counterBlocks() ?? []);
+  }
+
+  /** Data-plane totals by counter name (logged at stop). */
+  counters(): Record<string, number> {
+    return this.pool?.counters() ?? {};
+  }
+
+  /** Workers first (they borrow the descriptors), then the device, then the socket. Both modes: the TUN is not persistent. */
+  async stop(_mode: 'keep' | 'remove' = 'keep'): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const totals = this.counters();
+    if (this.pool !== undefined) await this.pool.stop();
+    this.device?.close();
+    for (const fd of this.udpFds.splice(0)) this.native?.closeFd(fd);
+    if (this.pool !== undefined) this.ctx.log.info({ counters: totals }, 'data plane stopped');
+  }
+}

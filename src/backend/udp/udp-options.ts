@@ -1,0 +1,53 @@
+/**
+ * The agent's flags for the udp backend's data plane (`--tun-name`,
+ * `--workers`, `--batch-size`, the offload switches, ...). They mean nothing
+ * to the kernel backends, which ignore them.
+ */
+
+/** What the operator asked for; each falls back, logged once, when the kernel lacks it. */
+export interface RequestedOffloads {
+  /** virtio-net header on the TUN with checksum and TSO offload: 64 KiB TCP super-packets. */
+  readonly tunOffload: boolean;
+  /** UDP_SEGMENT: a split super-packet leaves in one system call. */
+  readonly udpGso: boolean;
+  /** UDP_GRO: many datagrams per received message. */
+  readonly udpGro: boolean;
+  /** Merge consecutive TCP segments of a flow into one TUN write (needs tunOffload). */
+  readonly coalesceTcp: boolean;
+  /** Merge consecutive UDP datagrams of a flow into one TUN write (needs tunOffload and TUN USO, kernel >= 6.2). */
+  readonly coalesceUdp: boolean;
+}
+
+export interface UdpAgentOptions {
+  readonly tunName: string;
+  readonly workers: number;
+  readonly batchSize: number;
+  readonly offloads: RequestedOffloads;
+  /** TUN transmit queue (packets the kernel holds for weft to read). */
+  readonly tunTxQueueLen: number;
+  readonly socketBufferBytes: number;
+  /** Workers keep polling this long after handling packets (0 = off). */
+  readonly busyPollMicros: number;
+  readonly icmpPerSecond: number;
+}
+
+export const DEFAULT_TUN_NAME = 'flannel.0';
+export const DEFAULT_TUN_TXQUEUELEN = 1000;
+export const DEFAULT_BATCH_SIZE = 128;
+export const DEFAULT_SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_ICMP_PER_SECOND = 1000;
+
+export const ALL_OFFLOADS: RequestedOffloads = Object.freeze({
+  tunOffload: true, udpGso: true, udpGro: true, coalesceTcp: true, coalesceUdp: true,
+});
+
+export const UDP_AGENT_DEFAULTS: UdpAgentOptions = Object.freeze({
+  tunName: DEFAULT_TUN_NAME,
+  workers: 1,
+  batchSize: DEFAULT_BATCH_SIZE,
+  offloads: ALL_OFFLOADS,
+  tunTxQueueLen: DEFAULT_TUN_TXQUEUELEN,
+  socketBufferBytes: DEFAULT_SOCKET_BUFFER_BYTES,
+  busyPollMicros: 0,
+  icmpPerSecond: DEFAULT_ICMP_PER_SECOND,
+});

@@ -1,0 +1,65 @@
+/**
+ * Kernel objects through iproute2's batch mode: many `route`/`neigh` (ip) or
+ * `fdb` (bridge) commands in one process, one netlink request each, fed on
+ * stdin. `-force` keeps going after a failed line and reports it as
+ *
+ *   <the kernel's or ip's message>
+ *   Command failed -:<line>
+ *
+ * which parseBatchErrors maps back to the commands. Chosen over one process
+ * per object (2-5 ms each) and over netlink in the addon by measurement: see
+ * bench/kernel-apply.ts and the README.
+ */
+import { CommandError } from '../errors';
+import { runWithInput } from '../sys/exec';
+
+export type BatchTool = 'ip' | 'bridge';
+
+export interface BatchFailure {
+  /** Index into the commands given (0-based). */
+  readonly index: number;
+  readonly command: string;
+  readonly error: string;
+}
+
+export interface BatchResult {
+  readonly commands: number;
+  readonly failures: readonly BatchFailure[];
+}
+
+/** Maps `-force -batch` error output to the commands that failed. Pure. */
+export function parseBatchErrors(stderr: string, commands: readonly string[]): BatchFailure[] {
+  const failures: BatchFailure[] = [];
+  let message: string[] = [];
+  for (const line of stderr.split('\n')) {
+    const m = /^Command failed -:(\d+)\s*$/.exec(line);
+    if (m === null) {
+      if (line.trim() !== '') message.push(line.trim());
+      continue;
+    }
+    const index = Number(m[1]) - 1;
+    failures.push({ index, command: commands[index] ?? '', error: message.join(' ') || 'failed' });
+    message = [];
+  }
+  return failures;
+}
+
+/**
+ * Runs `commands` (without the tool name, e.g. "route replace 10.244.2.0/24
+ * via 10.244.2.0 dev flannel.1 onlink proto 87") in one batch. Resolves with
+ * the lines that failed; rejects only when the tool itself cannot run.
+ */
+export async function runBatch(tool: BatchTool, commands: readonly string[], timeoutMs = 30_000): Promise<BatchResult> {
+  if (commands.length === 0) return { commands: 0, failures: [] };
+  for (const c of commands) {
+    if (c.includes('\n')) throw new RangeError(`a batch command may not contain a newline: ${JSON.stringify(c)}`);
+  }
+  const r = await runWithInput(tool, ['-force', '-batch', '-'], `${commands.join('\n')}\n`, { timeoutMs });
+  if (r.code === 0) return { commands: commands.length, failures: [] };
+  const failures = parseBatchErrors(r.stderr, commands);
+  if (r.code === null || failures.length === 0) {
+    throw new CommandError(`${tool} -force -batch - (${commands.length} commands)`, r.code, r.stderr,
+      tool === 'bridge' ? 'weft needs iproute2\'s bridge tool (apt-get install iproute2)' : 'weft needs iproute2 (apt-get install iproute2)');
+  }
+  return { commands: commands.length, failures };
+}

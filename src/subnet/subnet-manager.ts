@@ -1,0 +1,66 @@
+/**
+ * Where this host's subnet and the other hosts' leases come from. The agent
+ * sees only this interface (flannel's subnet.Manager plays the same part):
+ *
+ *   StoreSubnetManager   leases in a LeaseStore: etcd (flannel's layout) or the
+ *                        embedded file store
+ *   StaticSubnetManager  --subnet plus --peer / --peers-file, no store
+ *
+ * (and later the Kubernetes API). openSubnetManager() picks one from the
+ * agent's flags; nothing else in the agent knows which it got.
+ */
+import { readFile } from 'node:fs/promises';
+import { ConfigError } from '../errors';
+import type { Lease, LeaseAttrs } from './lease';
+import type { LeaseSink } from './lease-watcher';
+import { parseNetConfig, type NetConfig } from './net-config';
+
+export interface LeaseSetHandlers {
+  /** Receives the complete lease set (own included) at start and after each change; calls never overlap. */
+  readonly sink: LeaseSink;
+  /** This host's lease is gone for good (deleted, expired, taken over). Called at most once. */
+  readonly onOwnLeaseLost: (reason: string) => void;
+}
+
+export interface Stoppable {
+  stop(): Promise<void>;
+}
+
+export interface SubnetManager {
+  /** For logs: "etcd http://10.0.0.5:2379 /coreos.com/network", "file /var/lib/weft/leases.json", "static". */
+  readonly description: string;
+  /** Where getNetworkConfig looks, for messages ("/etc/kube-flannel/net-conf.json, then etcd ... /config"). */
+  readonly configSources: string;
+  /**
+   * The network configuration, or undefined while none exists yet (the agent
+   * waits and asks again). Throws ConfigError when one exists but is invalid;
+   * any other error means the store cannot answer now (the agent retries).
+   */
+  getNetworkConfig(): Promise<NetConfig | undefined>;
+  /** Checks the manager's own settings against the configuration; nothing changes anywhere. */
+  checkConfig(config: NetConfig): Promise<void>;
+  /** This host's lease, published with `attrs`. */
+  acquireLease(config: NetConfig, attrs: LeaseAttrs): Promise<Lease>;
+  /** Keeps the lease alive until stopped; `onLost` when it is gone for good. */
+  keepLease(lease: Lease, attrs: LeaseAttrs, onLost: (reason: string) => void): Stoppable;
+  /** Delivers the lease set now (resolves after the first delivery was applied), then every change. */
+  watchLeases(own: Lease, handlers: LeaseSetHandlers): Promise<Stoppable>;
+  close(): Promise<void>;
+}
+
+/**
+ * Reads a net-conf.json file; undefined when it does not exist (yet). Any
+ * other read error, or invalid content, is a ConfigError.
+ */
+export async function readNetConfigFile(file: string): Promise<NetConfig | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    throw new ConfigError('--net-config-path', file, `cannot read the network configuration ${file} (${code ?? String(err)})`);
+  }
+  return parseNetConfig(text, file);
+}
+

@@ -1,0 +1,318 @@
+/**
+ * The traffic rules as text: flanneld's exact iptables rules (in
+ * iptables-save form) and nftables rules, the iptables-restore and nft
+ * transactions, drift detection, ledger bookkeeping and version parsing.
+ * No root, no kernel: see test/e2e/traffic-rules.test.ts for those.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+
+import type { LedgerEntry } from '../../src/host/ledger';
+import { parseCidr, type Ipv4Prefix } from '../../src/net/ipv4';
+import {
+  buildInstallPayload,
+  createdEntries,
+  desiredRules,
+  findDrift,
+  formatRuleLine,
+  forwardRules,
+  iptablesFeatures,
+  masqRules,
+  parseIptablesSave,
+  parseIptablesVersion,
+  planRemoval,
+  saveQuote,
+  versionAtLeast,
+  type IptablesRule,
+  type SavedTable,
+} from '../../src/traffic/iptables-rules';
+import { buildFullyRandomProbe, buildNftPayload, desiredChains, nftForwardChain, nftMasqChain } from '../../src/traffic/nftables-rules';
+
+function cidr(text: string): Ipv4Prefix {
+  const parsed = parseCidr(text);
+  assert.ok(parsed !== undefined, `test bug: bad CIDR ${text}`);
+  return parsed.prefix;
+}
+
+const C = cidr('10.244.0.0/16');
+const P = cidr('10.244.1.0/24');
+
+const lines = (rules: readonly IptablesRule[]): string[] => rules.map((r) => formatRuleLine('-A', r));
+
+/** flanneld's nat rules for C=10.244.0.0/16, P=10.244.1.0/24, as `iptables-save -t nat` prints them. */
+const FLANNELD_NAT_RANDOM_FULLY = [
+  '-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG',
+  '-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "flanneld masq" -j RETURN',
+  '-A FLANNEL-POSTRTG -s 10.244.1.0/24 -d 10.244.0.0/16 -m comment --comment "flanneld masq" -j RETURN',
+  '-A FLANNEL-POSTRTG -s 10.244.0.0/16 -d 10.244.1.0/24 -m comment --comment "flanneld masq" -j RETURN',
+  '-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.1.0/24 -m comment --comment "flanneld masq" -j RETURN',
+  '-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully',
+  '-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.0.0/16 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully',
+];
+
+const FLANNELD_FILTER = [
+  '-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD',
+  '-A FLANNEL-FWD -s 10.244.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT',
+  '-A FLANNEL-FWD -d 10.244.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT',
+];
+
+/** A SavedTable from `-A` lines, with the built-in chains and every chain those lines name. */
+function saved(table: 'nat' | 'filter', ruleLines: readonly string[], extraChains: readonly string[] = []): SavedTable {
+  const builtin = table === 'nat' ? ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'] : ['INPUT', 'FORWARD', 'OUTPUT'];
+  const named = ruleLines.map((l) => l.split(' ')[1] as string);
+  return { chains: new Set([...builtin, ...named, ...extraChains]), rules: [...ruleLines] };
+}
+
+describe('iptables rules: exactly flanneld\'s', () => {
+  it('masquerade rules with --random-fully, in flannel\'s order', () => {
+    assert.deepEqual(lines(masqRules(C, P, true)), FLANNELD_NAT_RANDOM_FULLY);
+  });
+
+  it('masquerade rules without --random-fully touch only the two MASQUERADE rules', () => {
+    assert.deepEqual(lines(masqRules(C, P, false)), FLANNELD_NAT_RANDOM_FULLY.map((l) => l.replace(' --random-fully', '')));
+  });
+
+  it('forward rules', () => {
+    assert.deepEqual(lines(forwardRules(C)), FLANNELD_FILTER);
+    assert.ok(forwardRules(C).every((r) => r.table === 'filter'));
+    assert.ok(masqRules(C, P, true).every((r) => r.table === 'nat'));
+  });
+
+  it('the spec is the argument list iptables takes (comment unquoted, one argument)', () => {
+    assert.deepEqual(masqRules(C, P, true)[0]?.spec, ['-m', 'comment', '--comment', 'flanneld masq', '-j', 'FLANNEL-POSTRTG']);
+  });
+
+  it('desiredRules: nat first, each part only when its flag is set', () => {
+    const base = { network: C, lease: P, randomFully: true };
+    assert.deepEqual(lines(desiredRules({ ...base, ipMasq: true, forwardRules: true })), [...FLANNELD_NAT_RANDOM_FULLY, ...FLANNELD_FILTER]);
+    assert.deepEqual(lines(desiredRules({ ...base, ipMasq: false, forwardRules: true })), FLANNELD_FILTER);
+    assert.deepEqual(lines(desiredRules({ ...base, ipMasq: true, forwardRules: false })), FLANNELD_NAT_RANDOM_FULLY);
+    assert.deepEqual(desiredRules({ ...base, ipMasq: false, forwardRules: false }), []);
+  });
+
+  it('saveQuote quotes like iptables-save', () => {
+    assert.equal(saveQuote('flanneld masq'), '"flanneld masq"');
+    assert.equal(saveQuote('plain_word-1'), 'plain_word-1');
+    assert.equal(saveQuote('say "hi"'), '"say \\"hi\\""');
+  });
+});
+
+describe('iptables-save parsing', () => {
+  it('reads chains and rules, skipping comments and counters', () => {
+    const text = [
+      '# Warning: iptables-legacy tables present, use iptables-legacy-save to see them',
+      '# Generated by iptables-save v1.8.9 (nf_tables) on Sat Nov 28 14:48:25 2026',
+      '*nat',
+      ':PREROUTING ACCEPT [0:0]',
+      ':POSTROUTING ACCEPT [12:720]',
+      ':FLANNEL-POSTRTG - [0:0]',
+      FLANNELD_NAT_RANDOM_FULLY[0],
+      FLANNELD_NAT_RANDOM_FULLY[1],
+      'COMMIT',
+      '# Completed on Sat Nov 28 14:48:25 2026',
+      '',
+    ].join('\n');
+    const t = parseIptablesSave(text);
+    assert.deepEqual([...t.chains], ['PREROUTING', 'POSTROUTING', 'FLANNEL-POSTRTG']);
+    assert.deepEqual(t.rules, FLANNELD_NAT_RANDOM_FULLY.slice(0, 2));
+  });
+});
+
+describe('iptables-restore transaction', () => {
+  it('on a clean table: declare and flush the chain, then append everything in order', () => {
+    const payload = buildInstallPayload('nat', masqRules(C, P, true), saved('nat', []));
+    assert.equal(payload, [
+      '*nat',
+      ':FLANNEL-POSTRTG - [0:0]',
+      '-F FLANNEL-POSTRTG',
+      ...FLANNELD_NAT_RANDOM_FULLY,
+      'COMMIT',
+      '',
+    ].join('\n'));
+  });
+
+  it('deletes every existing copy of the jump before appending one (a flanneld left two)', () => {
+    const before = saved('nat', [FLANNELD_NAT_RANDOM_FULLY[0] as string, '-A POSTROUTING -s 192.0.2.0/24 -j ACCEPT', FLANNELD_NAT_RANDOM_FULLY[0] as string]);
+    const payload = buildInstallPayload('nat', masqRules(C, P, true), before);
+    const jumpDelete = '-D POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG';
+    assert.equal(payload, [
+      '*nat',
+      ':FLANNEL-POSTRTG - [0:0]',
+      '-F FLANNEL-POSTRTG',
+      jumpDelete,
+      jumpDelete,
+      ...FLANNELD_NAT_RANDOM_FULLY,
+      'COMMIT',
+      '',
+    ].join('\n'));
+  });
+
+  it('the filter table gets its own transaction', () => {
+    const payload = buildInstallPayload('filter', forwardRules(C), saved('filter', FLANNELD_FILTER));
+    assert.equal(payload, [
+      '*filter',
+      ':FLANNEL-FWD - [0:0]',
+      '-F FLANNEL-FWD',
+      '-D FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD',
+      ...FLANNELD_FILTER,
+      'COMMIT',
+      '',
+    ].join('\n'));
+  });
+});
+
+describe('drift', () => {
+  const rules = masqRules(C, P, true);
+
+  it('none when the rules are exactly in place, whatever else the built-in chain holds', () => {
+    assert.deepEqual(findDrift(rules, saved('nat', ['-A POSTROUTING -j KUBE-POSTROUTING', ...FLANNELD_NAT_RANDOM_FULLY], ['KUBE-POSTROUTING'])), []);
+  });
+
+  it('a missing chain', () => {
+    assert.deepEqual(findDrift(rules, saved('nat', [])), [
+      'chain FLANNEL-POSTRTG is missing',
+      `missing: ${FLANNELD_NAT_RANDOM_FULLY[0]}`,
+    ]);
+  });
+
+  it('a missing rule', () => {
+    const without = FLANNELD_NAT_RANDOM_FULLY.filter((_, i) => i !== 3);
+    assert.deepEqual(findDrift(rules, saved('nat', without)), [`missing: ${FLANNELD_NAT_RANDOM_FULLY[3]}`]);
+  });
+
+  it('rules out of order, or another rule among them', () => {
+    const [jump, a, b, ...rest] = FLANNELD_NAT_RANDOM_FULLY as [string, string, string, ...string[]];
+    assert.deepEqual(findDrift(rules, saved('nat', [jump, b, a, ...rest])), ['chain FLANNEL-POSTRTG is out of order or holds other rules']);
+    assert.deepEqual(findDrift(rules, saved('nat', [jump, '-A FLANNEL-POSTRTG -j ACCEPT', a, b, ...rest])),
+      ['chain FLANNEL-POSTRTG is out of order or holds other rules']);
+  });
+
+  it('a missing or duplicated jump', () => {
+    const [jump, ...chain] = FLANNELD_NAT_RANDOM_FULLY as [string, ...string[]];
+    assert.deepEqual(findDrift(rules, saved('nat', chain)), [`missing: ${jump}`]);
+    assert.deepEqual(findDrift(rules, saved('nat', [jump, jump, ...chain])), [`2 copies of: ${jump}`]);
+  });
+});
+
+describe('ledger bookkeeping', () => {
+  const rules = forwardRules(C);
+
+  it('a clean table: the chain and every rule are weft\'s', () => {
+    assert.deepEqual(createdEntries(rules, saved('filter', [])), [
+      { kind: 'iptables-chain', table: 'filter', chain: 'FLANNEL-FWD' },
+      ...rules.map((r) => ({ kind: 'iptables-rule', table: 'filter', chain: r.chain, spec: [...r.spec] })),
+    ]);
+  });
+
+  it('what a flanneld left is not weft\'s', () => {
+    assert.deepEqual(createdEntries(rules, saved('filter', FLANNELD_FILTER)), []);
+    // the chain was there, one rule was not: only that rule is weft's
+    const partial = createdEntries(rules, saved('filter', FLANNELD_FILTER.slice(0, 2)));
+    assert.deepEqual(partial, [{ kind: 'iptables-rule', table: 'filter', chain: 'FLANNEL-FWD', spec: [...(rules[2] as IptablesRule).spec] }]);
+  });
+
+  const entries: LedgerEntry[] = createdEntries(rules, saved('filter', []));
+
+  it('removal: each recorded rule deleted once, then the chain flushed and deleted; foreign rules untouched', () => {
+    const plan = planRemoval(entries, saved('filter', ['-A FORWARD -d 192.0.2.0/24 -j DROP', ...FLANNELD_FILTER]));
+    assert.deepEqual(plan.lines, [
+      '-D FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD',
+      '-D FLANNEL-FWD -s 10.244.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT',
+      '-D FLANNEL-FWD -d 10.244.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT',
+      '-F FLANNEL-FWD',
+      '-X FLANNEL-FWD',
+    ]);
+    assert.deepEqual(plan.forget, [...entries.slice(1), entries[0]]);
+    assert.deepEqual(plan.kept, []);
+  });
+
+  it('removal: a chain someone else still jumps to stays, and stays recorded', () => {
+    const [jump, ...rest] = FLANNELD_FILTER as [string, ...string[]];
+    const plan = planRemoval(entries, saved('filter', [jump, jump, ...rest]));
+    assert.equal(plan.lines.filter((l) => l === jump.replace('-A', '-D')).length, 1);
+    assert.deepEqual(plan.kept, [{ chain: 'FLANNEL-FWD', referencedBy: jump }]);
+    assert.ok(!plan.lines.includes('-X FLANNEL-FWD'));
+    assert.ok(!plan.forget.some((e) => e.kind === 'iptables-chain'));
+  });
+
+  it('removal: objects already gone are only forgotten', () => {
+    const plan = planRemoval(entries, saved('filter', []));
+    assert.deepEqual(plan.lines, []);
+    assert.equal(plan.forget.length, entries.length);
+  });
+});
+
+describe('iptables version', () => {
+  it('parses iptables --version', () => {
+    assert.deepEqual(parseIptablesVersion('iptables v1.8.9 (nf_tables)\n'), { major: 1, minor: 8, patch: 9 });
+    assert.deepEqual(parseIptablesVersion('iptables v1.4.21'), { major: 1, minor: 4, patch: 21 });
+    assert.equal(parseIptablesVersion('iptables: command not found'), undefined);
+  });
+
+  it('--random-fully and iptables-restore --wait from 1.6.2 on', () => {
+    const at = (text: string): boolean => iptablesFeatures(parseIptablesVersion(text)).randomFully;
+    assert.equal(at('iptables v1.6.1'), false);
+    assert.equal(at('iptables v1.6.2'), true);
+    assert.equal(at('iptables v1.8.9 (legacy)'), true);
+    assert.equal(at('iptables v2.0.0'), true);
+    assert.equal(at('iptables v1.4.21'), false);
+    assert.deepEqual(iptablesFeatures(undefined), { randomFully: false, restoreWait: false });
+    assert.deepEqual(iptablesFeatures(parseIptablesVersion('iptables v1.8.9 (nf_tables)')), { randomFully: true, restoreWait: true });
+    assert.equal(versionAtLeast({ major: 1, minor: 10, patch: 0 }, { major: 1, minor: 6, patch: 2 }), true);
+  });
+});
+
+describe('nftables rules: exactly flannel\'s', () => {
+  it('the masquerade chain, with and without fully-random', () => {
+    const chain = nftMasqChain(C, P, true);
+    assert.deepEqual(chain.rules, [
+      'meta mark 0x4000 return',
+      'ip saddr 10.244.1.0/24 ip daddr 10.244.0.0/16 return',
+      'ip saddr 10.244.0.0/16 ip daddr 10.244.1.0/24 return',
+      'ip saddr != 10.244.1.0/24 ip daddr 10.244.0.0/16 return',
+      'ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random',
+      'ip saddr != 10.244.0.0/16 ip daddr 10.244.0.0/16 masquerade fully-random',
+    ]);
+    assert.deepEqual(nftMasqChain(C, P, false).rules, chain.rules.map((r) => r.replace(' fully-random', '')));
+  });
+
+  it('the forward chain', () => {
+    assert.deepEqual(nftForwardChain(C).rules, ['ip saddr 10.244.0.0/16 accept', 'ip daddr 10.244.0.0/16 accept']);
+  });
+
+  it('one transaction: table, chains created or kept, flushed, rules added', () => {
+    const payload = buildNftPayload(desiredChains({ ipMasq: true, forwardRules: true, network: C, lease: P, fullyRandom: true }));
+    assert.equal(payload, [
+      'add table ip flannel-ipv4 { comment "rules for flannel-ipv4" ; }',
+      'add chain ip flannel-ipv4 postrtg { type nat hook postrouting priority srcnat ; comment "chain to manage traffic masquerading by flannel" ; }',
+      'flush chain ip flannel-ipv4 postrtg',
+      'add rule ip flannel-ipv4 postrtg meta mark 0x4000 return',
+      'add rule ip flannel-ipv4 postrtg ip saddr 10.244.1.0/24 ip daddr 10.244.0.0/16 return',
+      'add rule ip flannel-ipv4 postrtg ip saddr 10.244.0.0/16 ip daddr 10.244.1.0/24 return',
+      'add rule ip flannel-ipv4 postrtg ip saddr != 10.244.1.0/24 ip daddr 10.244.0.0/16 return',
+      'add rule ip flannel-ipv4 postrtg ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random',
+      'add rule ip flannel-ipv4 postrtg ip saddr != 10.244.0.0/16 ip daddr 10.244.0.0/16 masquerade fully-random',
+      'add chain ip flannel-ipv4 forward { type filter hook forward priority filter ; comment "chain to accept flannel traffic" ; }',
+      'flush chain ip flannel-ipv4 forward',
+      'add rule ip flannel-ipv4 forward ip saddr 10.244.0.0/16 accept',
+      'add rule ip flannel-ipv4 forward ip daddr 10.244.0.0/16 accept',
+      '',
+    ].join('\n'));
+  });
+
+  it('only the chains asked for', () => {
+    const names = (o: { ipMasq: boolean; forwardRules: boolean }): string[] =>
+      desiredChains({ ...o, network: C, lease: P, fullyRandom: false }).map((c) => c.name);
+    assert.deepEqual(names({ ipMasq: true, forwardRules: false }), ['postrtg']);
+    assert.deepEqual(names({ ipMasq: false, forwardRules: true }), ['forward']);
+  });
+
+  it('the fully-random probe is flannel\'s dry run', () => {
+    assert.equal(buildFullyRandomProbe(), [
+      'add table ip flannel-ipv4',
+      'add chain ip flannel-ipv4 masqueradeTest { type nat hook postrouting priority srcnat ; }',
+      'add rule ip flannel-ipv4 masqueradeTest ip saddr != 127.0.0.1 masquerade fully-random',
+      '',
+    ].join('\n'));
+  });
+});
