@@ -84,6 +84,7 @@ async function stopServer(child: ChildProcess): Promise<void> {
 
 async function scrapeAll(ml: ModeLab): Promise<Metrics[]> {
   const out: Metrics[] = [];
+  if (!ml.dataPlaneAgents) return out; // a kernel backend's agent counts no packets
   for (const agent of ml.agents) out.push(await scrapeAgent(ml.lab, agent.ns, AGENT_HEALTH_PORT));
   return out;
 }
@@ -131,8 +132,7 @@ export async function measureTcp(ml: ModeLab, streams: number, seconds: number):
       ...figures,
       agentCpuSeconds,
       agentCpuPerGbit: perGbit(agentCpuSeconds.reduce((s, x) => s + x, 0)),
-      syscalls: syscallFigures(counters[0] ?? {}, counters[1] ?? {}),
-      agentCounters: counters,
+      ...(ml.dataPlaneAgents ? { syscalls: syscallFigures(counters[0] ?? {}, counters[1] ?? {}), agentCounters: counters } : {}),
     };
   } finally {
     await stopServer(srv);
@@ -151,7 +151,7 @@ export async function measureSmallUdp(ml: ModeLab, seconds: number): Promise<Udp
     ], { timeoutMs: (seconds + 30) * 1000 });
     if (r.code !== 0 && !r.stdout.trimStart().startsWith('{')) throw commandFailure('iperf3 -c -u (64-byte UDP)', r);
     const udp = parseIperfUdp(r.stdout);
-    if (ml.agents.length === 0) return { ...udp, payloadBytes: SMALL_PAYLOAD_BYTES };
+    if (!ml.dataPlaneAgents) return { ...udp, payloadBytes: SMALL_PAYLOAD_BYTES };
     const metricsAfter = await scrapeAll(ml);
     const agentCounters = metricsAfter.map((after, i) => metricDeltas(metricsBefore[i] as Metrics, after));
     return { ...udp, payloadBytes: SMALL_PAYLOAD_BYTES, agentCounters };

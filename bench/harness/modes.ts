@@ -11,14 +11,21 @@ import { UsageError } from '../../src/errors';
 
 export type ModeKind = 'direct' | 'vxlan' | 'weft';
 
+/** net-conf.json's Backend.Type of a weft mode. */
+export type WeftBackend = 'udp' | 'vxlan' | 'host-gw';
+
 export interface ModeSpec {
   /** Row label in the table, chart and JSON. */
   readonly name: string;
   readonly kind: ModeKind;
+  /** weft modes: the backend the agents run ('udp' otherwise). */
+  readonly backend: WeftBackend;
   /** Extra `weft agent` flags (weft modes only), passed through verbatim. */
   readonly agentFlags: readonly string[];
   /** MTU of the pods' interfaces (what the CNI plugin would take from FLANNEL_MTU). */
   readonly podMtu: number;
+  /** The hand-built mode this one should match (weft's kernel backends: vxlan, direct). */
+  readonly counterpart?: ModeKind | undefined;
 }
 
 export interface WeftVariant {
@@ -26,6 +33,8 @@ export interface WeftVariant {
   readonly flags: readonly string[];
   readonly default: boolean;
   readonly about: string;
+  /** Backend.Type (default udp). */
+  readonly backend?: WeftBackend;
 }
 
 /** Pod MTU for each kind, on the benchmark's 1500-byte underlay. */
@@ -33,6 +42,13 @@ export const POD_MTU: Readonly<Record<ModeKind, number>> = Object.freeze({
   direct: 1500, // host-gw: no encapsulation
   vxlan: 1450, // flannel's vxlan: underlay - 50
   weft: 1472, // flannel's udp: underlay - 28 (outer IPv4 + UDP)
+});
+
+/** What each weft backend carries traffic like: its pod MTU and the hand-built mode it should match. */
+export const BACKEND_SHAPE: Readonly<Record<WeftBackend, { readonly podMtu: number; readonly counterpart?: ModeKind }>> = Object.freeze({
+  udp: { podMtu: POD_MTU.weft },
+  vxlan: { podMtu: POD_MTU.vxlan, counterpart: 'vxlan' },
+  'host-gw': { podMtu: POD_MTU.direct, counterpart: 'direct' },
 });
 
 /** The agent's offload switches (booleans; `--flag=false` turns one off). */
@@ -62,6 +78,9 @@ export const WEFT_VARIANTS: readonly WeftVariant[] = [
   },
   { name: 'weft-2w', flags: ['--workers=2'], default: true, about: 'the defaults with two worker threads (two TUN queues, two sockets)' },
   { name: 'weft-busypoll', flags: ['--busy-poll-us=150'], default: true, about: 'the defaults, polling 150 us before sleeping: latency for CPU' },
+  // the kernel backends as weft sets them up: they must match the hand-built vxlan and direct modes
+  { name: 'weft-vxlan', backend: 'vxlan', flags: [], default: true, about: "weft's vxlan backend: the kernel's vxlan, programmed by the agent" },
+  { name: 'weft-host-gw', backend: 'host-gw', flags: [], default: true, about: "weft's host-gw backend: plain routes, programmed by the agent" },
   {
     name: 'weft-flannel-like',
     flags: [...OFFLOAD_FLAGS.map((f) => `${f}=false`), '--batch-size=1'],
@@ -123,7 +142,7 @@ export function resolveModes(items: readonly string[], variants: readonly WeftVa
     const item = raw.trim();
     if (item === '') continue;
     if (item === 'direct' || item === 'vxlan') {
-      specs.push({ name: item, kind: item, agentFlags: [], podMtu: POD_MTU[item] });
+      specs.push({ name: item, kind: item, backend: 'udp', agentFlags: [], podMtu: POD_MTU[item] });
       continue;
     }
     const colon = item.indexOf(':');
@@ -138,7 +157,11 @@ export function resolveModes(items: readonly string[], variants: readonly WeftVa
     for (const f of extra) {
       if (!f.startsWith('-')) throw new UsageError(`--modes: "${f}" in "${item}" is not a flag; write flags as --name=value`);
     }
-    specs.push({ name: item, kind: 'weft', agentFlags: [...(variant?.flags ?? []), ...extra], podMtu: POD_MTU.weft });
+    const backend = variant?.backend ?? 'udp';
+    specs.push({
+      name: item, kind: 'weft', backend, agentFlags: [...(variant?.flags ?? []), ...extra],
+      podMtu: BACKEND_SHAPE[backend].podMtu, counterpart: BACKEND_SHAPE[backend].counterpart,
+    });
   }
   const seen = new Set<string>();
   for (const s of specs) {

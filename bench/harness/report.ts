@@ -9,6 +9,8 @@ export interface ReportInput {
   readonly modes: readonly ModeResult[];
   readonly summaries: ReadonlyMap<string, Record<string, Spread>>;
   readonly ratios: ReadonlyMap<string, Record<string, number>>;
+  /** Ratios of weft's kernel-backend modes to the hand-built mode they should match. */
+  readonly counterpartRatios?: ReadonlyMap<string, Record<string, number>>;
   readonly ratioDefs: readonly RatioDef[];
   readonly reps: number;
   readonly seconds: number;
@@ -64,6 +66,15 @@ export function formatReport(input: ReportInput): string {
     })]);
     out.push('', '== Ratio to vxlan (mode median / vxlan median; throughput: higher is better; latency, CPU/Gbit: lower is better) ==',
       renderTable(header, rows));
+  }
+  const pairs = ok.filter((mode) => input.counterpartRatios?.has(mode.spec.name) === true);
+  if (pairs.length > 0) {
+    const header = ['mode', 'set up by hand', ...input.ratioDefs.map((d) => d.label)];
+    const rows = pairs.map((mode) => [mode.spec.name, mode.spec.counterpart ?? '', ...input.ratioDefs.map((d) => {
+      const r = input.counterpartRatios?.get(mode.spec.name)?.[d.key];
+      return r === undefined || !Number.isFinite(r) ? '-' : `${r.toFixed(2)}x`;
+    })]);
+    out.push('', '== weft\'s kernel backends against the same kernel setup done by hand (1.00x = identical) ==', renderTable(header, rows));
   }
   const notes: string[] = [];
   for (const mode of input.modes) {

@@ -324,9 +324,13 @@ export async function runBench(options: BenchOptions): Promise<number> {
   const defs = ratioDefs(latencyKey);
   const base = summaries.get('vxlan');
   const ratioMap = new Map(results.map((r) => [r.spec.name, ratios(summaries.get(r.spec.name) ?? {}, base, defs)]));
+  // weft's kernel backends against the same kernel path set up by hand (weft-vxlan / vxlan, weft-host-gw / direct)
+  const counterpartRatios = new Map(results
+    .filter((r) => r.spec.counterpart !== undefined && summaries.has(r.spec.counterpart))
+    .map((r) => [r.spec.name, ratios(summaries.get(r.spec.name) ?? {}, summaries.get(r.spec.counterpart as string), defs)]));
 
   process.stdout.write(`${formatReport({
-    modes: results, summaries, ratios: ratioMap, ratioDefs: defs, reps: options.reps, seconds: options.seconds, pingCount: options.pingCount,
+    modes: results, summaries, ratios: ratioMap, counterpartRatios, ratioDefs: defs, reps: options.reps, seconds: options.seconds, pingCount: options.pingCount,
   })}\n`);
 
   const stamp = started.toISOString().slice(0, 19).replace(/:/g, '-') + 'Z';
@@ -363,6 +367,8 @@ export async function runBench(options: BenchOptions): Promise<number> {
       agentLog: r.agentLog,
       summary: summaries.get(r.spec.name),
       ratioToVxlan: ratioMap.get(r.spec.name),
+      counterpart: r.spec.counterpart ?? null,
+      ratioToCounterpart: counterpartRatios.get(r.spec.name) ?? null,
       reps: r.reps,
     })),
   };

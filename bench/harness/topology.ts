@@ -4,14 +4,17 @@
  * pod traffic between the hosts:
  *   direct   host-gw: `ip route add <other pod subnet> via <other host>`
  *   vxlan    the kernel's vxlan set up exactly as flannel's vxlan backend does
- *   weft     a `weft agent` in static mode on each host (plus the mode's flags)
+ *   weft     a `weft agent` on each host (plus the mode's flags): udp in static
+ *            mode; the kernel backends (vxlan, host-gw) lease from the embedded
+ *            store, each host asking for its pod's subnet through subnet.env
  * close() stops the agents and deletes every namespace.
  */
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Lab, LAB_NETWORK, randomLabPrefix, type LabHost } from '../../src/lab/lab';
 import { LabAgent } from '../../src/lab/lab-agent';
-import { parseCidr, formatIpv4 } from '../../src/net/ipv4';
+import { formatIpv4, formatPrefix, parseCidr } from '../../src/net/ipv4';
+import { readSubnetEnv } from '../../src/subnet/subnet-env';
 import type { ModeSpec } from './modes';
 
 export const UNDERLAY_MTU = 1500;
@@ -31,6 +34,8 @@ export interface ModeLab {
   readonly server: LabHost;
   /** weft modes: the agents on host 1 (encapsulates pod 1's traffic) and host 2. */
   readonly agents: readonly LabAgent[];
+  /** Whether the agents carry the packets (udp: /metrics has data-plane counters) or only program the kernel. */
+  readonly dataPlaneAgents: boolean;
   close(): Promise<void>;
 }
 
@@ -75,18 +80,34 @@ async function setupVxlan(lab: Lab, a: LabHost, b: LabHost, mtu: number): Promis
 }
 
 /** Starts an agent on each host, into `agents` as they start (so a failure still stops the first). */
-async function startAgents(lab: Lab, a: LabHost, b: LabHost, flags: readonly string[], agents: LabAgent[]): Promise<void> {
+async function startAgents(lab: Lab, a: LabHost, b: LabHost, spec: ModeSpec, agents: LabAgent[]): Promise<void> {
   const netConf = path.join(lab.dir, 'net-conf.json');
-  writeFileSync(netConf, JSON.stringify({ Network: LAB_NETWORK, Backend: { Type: 'udp', Port: WEFT_UDP_PORT } }));
+  const backend = spec.backend === 'udp' ? { Type: 'udp', Port: WEFT_UDP_PORT } : { Type: spec.backend };
+  writeFileSync(netConf, JSON.stringify({ Network: LAB_NETWORK, Backend: backend }));
   for (const [me, other] of [[a, b], [b, a]] as const) {
-    agents.push(new LabAgent(lab, me.ns, [
-      '--net-config-path', netConf, '--iface', 'eth0',
-      '--subnet', me.podSubnet, '--peer', `${other.podSubnet}=${other.underlayIp}`,
-      '--healthz-ip', '127.0.0.1', '--healthz-port', String(AGENT_HEALTH_PORT),
-      ...flags,
-    ]));
+    const common = ['--net-config-path', netConf, '--iface', 'eth0', '--healthz-ip', '127.0.0.1', '--healthz-port', String(AGENT_HEALTH_PORT)];
+    if (spec.backend === 'udp') {
+      agents.push(new LabAgent(lab, me.ns, [...common, '--subnet', me.podSubnet, '--peer', `${other.podSubnet}=${other.underlayIp}`, ...spec.agentFlags]));
+      continue;
+    }
+    // a lease from the embedded store; the previous subnet.env asks for the pod's subnet (flannel's allocation order)
+    const subnetFile = path.join(lab.dir, `${me.ns}.subnet.env`);
+    const gateway = parseCidr(me.podSubnet);
+    if (gateway === undefined) throw new Error(`not a CIDR: ${me.podSubnet}`);
+    writeFileSync(subnetFile, `FLANNEL_NETWORK=${LAB_NETWORK}\nFLANNEL_SUBNET=${formatIpv4(gateway.prefix.network + 1)}/${gateway.prefix.length}\n` +
+      `FLANNEL_MTU=${spec.podMtu}\nFLANNEL_IPMASQ=false\n`);
+    agents.push(new LabAgent(lab, me.ns, [...common, '--subnet-file', subnetFile, ...spec.agentFlags]));
   }
   for (const agent of agents) await agent.waitReady(20_000);
+  if (spec.backend !== 'udp') {
+    for (const [agent, host] of [[agents[0], a], [agents[1], b]] as const) {
+      const env = await readSubnetEnv((agent as LabAgent).subnetFile);
+      if (env === undefined || formatPrefix(env.subnet) !== host.podSubnet || env.mtu !== spec.podMtu) {
+        throw new Error(`the ${spec.backend} agent on ${host.ns} leased ${env === undefined ? 'nothing' : `${formatPrefix(env.subnet)} (MTU ${env.mtu})`}, ` +
+          `not its pod's ${host.podSubnet} (MTU ${spec.podMtu})`);
+      }
+    }
+  }
 }
 
 /** Pings pod 2 from pod 1 until one reply comes back (ARP, agents' routes), or throws. */
@@ -119,11 +140,11 @@ export async function buildModeLab(spec: ModeSpec, progress: (line: string) => v
     if (spec.kind === 'direct') await setupDirect(lab, a, b);
     else if (spec.kind === 'vxlan') await setupVxlan(lab, a, b, spec.podMtu);
     else {
-      progress(`starting weft agents${spec.agentFlags.length > 0 ? ` with ${spec.agentFlags.join(' ')}` : ''}`);
-      await startAgents(lab, a, b, spec.agentFlags, agents);
+      progress(`starting weft ${spec.backend} agents${spec.agentFlags.length > 0 ? ` with ${spec.agentFlags.join(' ')}` : ''}`);
+      await startAgents(lab, a, b, spec, agents);
     }
     await waitConnected(lab, a, b);
-    return { lab, client: a, server: b, agents, close };
+    return { lab, client: a, server: b, agents, dataPlaneAgents: spec.kind === 'weft' && spec.backend === 'udp', close };
   } catch (err) {
     await close();
     throw err;

@@ -148,7 +148,8 @@ export function planReconcile(desired: readonly PeerObjects[], actual: KernelSna
     if (wantedDst.has(key)) continue;
     for (const r of list) {
       if (r.proto !== WEFT_ROUTE_PROTO) continue;
-      routeDels.push({ command: `route del ${r.type === 'unicast' ? '' : `${r.type} `}${key} proto ${WEFT_ROUTE_PROTO}`, subnet: undefined });
+      // without a type: `ip route del` then matches any type (blackhole, unreachable, ...), and ip cannot parse a numeric one
+      routeDels.push({ command: `route del ${key} proto ${WEFT_ROUTE_PROTO}`, subnet: undefined });
       removed++;
     }
   }
@@ -178,26 +179,44 @@ export async function readKernelSnapshot(network: Ipv4Prefix, device: string | u
   return { routes, neighbours, fdb };
 }
 
+/** Rounds of read-plan-apply when iproute2 abandons a batch part-way (each round re-reads what really happened). */
+export const RECONCILE_ROUNDS = 3;
+
 /** Reads, plans and applies; returns what happened. Failed lines are reported by peer, never thrown. */
 export async function reconcilePeers(desired: readonly PeerObjects[], scope: PlanScope): Promise<ApplyReport & { readonly plan: ReconcilePlan }> {
-  const plan = planReconcile(desired, await readKernelSnapshot(scope.network, scope.device), scope);
-  const failures: { subnet: Ipv4Prefix; reason: string }[] = [...plan.blocked];
-  const note = (cmds: readonly PlannedCommand[], fails: readonly BatchFailure[], tool: string): void => {
-    for (const f of fails) {
-      const subnet = cmds[f.index]?.subnet;
-      if (subnet !== undefined) failures.push({ subnet, reason: `${tool} ${f.command}: ${f.error}` });
-      else failures.push({ subnet: scope.network, reason: `removing stale state: ${tool} ${f.command}: ${f.error}` });
-    }
-  };
-  note(plan.fdbFirst, (await runBatch('bridge', plan.fdbFirst.map((c) => c.command))).failures, 'bridge');
-  note(plan.ip, (await runBatch('ip', plan.ip.map((c) => c.command))).failures, 'ip');
-  note(plan.fdbLast, (await runBatch('bridge', plan.fdbLast.map((c) => c.command))).failures, 'bridge');
+  let failures: { subnet: Ipv4Prefix; reason: string }[] = [];
+  let plan: ReconcilePlan | undefined;
+  let added = 0;
+  let removed = 0;
+  for (let round = 1; round <= RECONCILE_ROUNDS; round++) {
+    plan = planReconcile(desired, await readKernelSnapshot(scope.network, scope.device), scope);
+    added += plan.added;
+    removed += plan.removed;
+    failures = [...plan.blocked];
+    let abandoned: string | undefined;
+    const note = (cmds: readonly PlannedCommand[], tool: string, r: { failures: readonly BatchFailure[]; abandoned?: string | undefined }): void => {
+      for (const f of r.failures) {
+        const subnet = cmds[f.index]?.subnet;
+        if (subnet !== undefined) failures.push({ subnet, reason: `${tool} ${f.command}: ${f.error}` });
+        else failures.push({ subnet: scope.network, reason: `removing stale state: ${tool} ${f.command}: ${f.error}` });
+      }
+      abandoned ??= r.abandoned === undefined ? undefined : `${tool} gave up part-way: ${r.abandoned}`;
+    };
+    note(plan.fdbFirst, 'bridge', await runBatch('bridge', plan.fdbFirst.map((c) => c.command)));
+    note(plan.ip, 'ip', await runBatch('ip', plan.ip.map((c) => c.command)));
+    note(plan.fdbLast, 'bridge', await runBatch('bridge', plan.fdbLast.map((c) => c.command)));
+    if (abandoned === undefined) break;
+    // which lines ran is unknown: read the kernel again and apply what is still missing
+    if (round === RECONCILE_ROUNDS) failures.push({ subnet: scope.network, reason: abandoned });
+    added -= plan.added;
+    removed -= plan.removed;
+  }
   const failedKeys = new Set(failures.filter((f) => !samePrefix(f.subnet, scope.network)).map((f) => formatPrefix(f.subnet)));
   return {
     routed: desired.filter((p) => !failedKeys.has(formatPrefix(p.subnet))).length,
-    added: plan.added,
-    removed: plan.removed,
+    added,
+    removed,
     failed: failures,
-    plan,
+    plan: plan as ReconcilePlan,
   };
 }

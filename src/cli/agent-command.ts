@@ -68,7 +68,8 @@ export const UNSUPPORTED_FLAGS: Readonly<Record<string, string>> = {
 export function refusedFlagValue(name: string, fromCommandLine: unknown, environment: NodeJS.ProcessEnv): string | undefined {
   const envValue = environment[env(name)];
   const value = fromCommandLine !== undefined ? fromCommandLine : envValue;
-  if (value === undefined || value === false || value === '' || (typeof value === 'string' && /^(false|0)$/i.test(value))) return undefined;
+  // Go's strconv.ParseBool false values, as flanneld reads them
+  if (value === undefined || value === false || value === '' || (typeof value === 'string' && /^(false|f|0)$/i.test(value))) return undefined;
   return value === true ? 'true' : String(value);
 }
 

@@ -48,7 +48,7 @@ export function normalizeArgv(args: readonly string[], known: ReadonlySet<string
       break;
     }
     const v = /^--?v=(\d+)$/.exec(arg);
-    const goStyle = /^-([a-z][a-z0-9-]+)(=.*)?$/.exec(arg);
+    const goStyle = /^-([a-z][a-z0-9_-]+)(=.*)?$/.exec(arg);
     if (v !== null) {
       out.push('-v', v[1] as string);
     } else if (arg === '--v' && i + 1 < args.length) {

@@ -68,10 +68,13 @@ export function runResult(file: string, args: readonly string[], options: RunOpt
   });
 }
 
+/** The exit code runWithInput reports for a program that is not installed (the shell's "command not found"). */
+export const NOT_FOUND_EXIT_CODE = 127;
+
 /**
  * Runs `file args...` with `input` on its stdin and resolves with the exit
  * code and both outputs whatever the outcome (a missing program is exit code
- * null with the reason in stderr).
+ * NOT_FOUND_EXIT_CODE with the reason in stderr; killed is null).
  */
 export function runWithInput(file: string, args: readonly string[], input: string, options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve) => {
@@ -88,7 +91,8 @@ export function runWithInput(file: string, args: readonly string[], input: strin
     };
     child.stdout.on('data', (c: Buffer) => out.push(c));
     child.stderr.on('data', (c: Buffer) => err.push(c));
-    child.once('error', (e: NodeJS.ErrnoException) => finish(null, e.code === 'ENOENT' ? `${file} is not installed or not on PATH` : e.message));
+    child.once('error', (e: NodeJS.ErrnoException) =>
+      finish(e.code === 'ENOENT' ? NOT_FOUND_EXIT_CODE : null, e.code === 'ENOENT' ? `${file} is not installed or not on PATH` : e.message));
     child.once('close', (code) => finish(code));
     child.stdin.on('error', () => undefined); // the program may exit before reading everything; its exit code says why
     child.stdin.end(input);

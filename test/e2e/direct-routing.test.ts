@@ -13,7 +13,7 @@ import { LabAgent } from '../../src/lab/lab-agent';
 import { parseRoutes, WEFT_ROUTE_PROTO } from '../../src/host/kernel-state';
 import { formatIpv4, formatPrefix, type Ipv4Prefix } from '../../src/net/ipv4';
 import { readSubnetEnv } from '../../src/subnet/subnet-env';
-import { e2eSkipReason, eventually, leftoverNamespaces, weftCleanup, weftLeftovers } from './helpers';
+import { e2eSkipReason, eventually, tearDownLab, weftCleanup, weftLeftovers } from './helpers';
 import { fileFixture, type StoreFixture } from './store-fixture';
 
 const HEALTH = 9922;
@@ -54,13 +54,7 @@ describe('vxlan DirectRouting and host-gw across a router', { skip: e2eSkipReaso
     confFile = store.agentArgs()[store.agentArgs().indexOf('--net-config-path') + 1] as string;
   });
 
-  after(async () => {
-    for (const a of agents.values()) await a.stop('SIGTERM').catch(() => undefined);
-    await store?.close();
-    const prefix = lab?.prefix;
-    await lab?.destroy();
-    if (prefix !== undefined) assert.deepEqual(await leftoverNamespaces(prefix), []);
-  });
+  after(() => tearDownLab(lab, agents.values(), store));
 
   test('vxlan DirectRouting: hosts on one segment get direct routes, the host behind the router gets vxlan', async () => {
     await startAll();

@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { Lab } from '../../src/lab/lab';
 import { namespacesWithPrefix } from '../../src/lab/lab';
-import { WEFT_BIN } from '../../src/lab/lab-agent';
+import { WEFT_BIN, type LabAgent } from '../../src/lab/lab-agent';
+import assert from 'node:assert/strict';
 
 /** Why e2e tests cannot run here, or undefined when they can. */
 export function e2eSkipReason(tools: readonly string[] = ['ip', 'ping', 'iperf3', 'curl', 'sysctl', 'ss']): string | undefined {
@@ -149,4 +150,25 @@ export async function weftLeftovers(lab: Lab, ns: string): Promise<string[]> {
   const nft = await lab.execResult(ns, 'nft', ['list', 'table', 'ip', 'flannel-ipv4']);
   if (nft.code === 0) left.push(`nftables: ${nft.stdout.trim()}`);
   return left;
+}
+
+/**
+ * The end of every lab test: stops the agents (SIGTERM), closes what else is
+ * given (stores, servers), destroys the lab, then asserts that none of its
+ * namespaces or processes is left.
+ */
+export async function tearDownLab(
+  lab: Lab | undefined,
+  agents: Iterable<LabAgent | undefined>,
+  ...closers: Array<{ close(): Promise<void> } | { stop(): Promise<void> } | undefined>
+): Promise<void> {
+  for (const a of agents) await a?.stop('SIGTERM').catch(() => undefined);
+  for (const c of closers) {
+    if (c === undefined) continue;
+    await ('close' in c ? c.close() : c.stop()).catch(() => undefined);
+  }
+  if (lab === undefined) return;
+  await lab.destroy();
+  assert.deepEqual(await leftoverNamespaces(lab.prefix), [], 'namespaces left behind');
+  assert.deepEqual(leftoverProcesses(lab), [], 'processes left behind');
 }

@@ -17,7 +17,7 @@ import { decodeLeaseAttrs, subnetKeyName } from '../../src/subnet/lease';
 import { readSubnetEnv } from '../../src/subnet/subnet-env';
 import { waitForPort } from '../../src/cli/demo';
 import {
-  e2eSkipReason, eventually, leftoverNamespaces, leftoverProcesses, LineCollector, weftCleanup, weftLeftovers,
+  e2eSkipReason, eventually, LineCollector, tearDownLab, weftCleanup, weftLeftovers,
 } from './helpers';
 import { etcdFixture, fileFixture, type StoreFixture } from './store-fixture';
 
@@ -113,16 +113,7 @@ function kernelSuite(backend: KernelBackend, kind: 'etcd' | 'file'): void {
       store = kind === 'etcd' ? await etcdFixture(lab, netConf) : await fileFixture(lab, netConf);
     });
 
-    after(async () => {
-      for (const a of agents.values()) await a.stop('SIGTERM').catch(() => undefined);
-      await store?.close();
-      const prefix = lab?.prefix;
-      await lab?.destroy();
-      if (prefix !== undefined) {
-        assert.deepEqual(await leftoverNamespaces(prefix), [], 'namespaces left behind');
-        assert.deepEqual(leftoverProcesses(lab), [], 'processes left behind');
-      }
-    });
+    after(() => tearDownLab(lab, agents.values(), store));
 
     test('three agents: pods reach each other across every pair, and a short iperf3 run crosses', async (t) => {
       for (const i of [1, 2, 3]) startAgent(i);

@@ -15,7 +15,7 @@ import { formatPrefix, type Ipv4Prefix } from '../../src/net/ipv4';
 import { subnetKeyName } from '../../src/subnet/lease';
 import { readSubnetEnv } from '../../src/subnet/subnet-env';
 import { etcdFixture, fileFixture, prefixOf, type StoreFixture } from './store-fixture';
-import { e2eSkipReason, eventually, leftoverNamespaces, leftoverProcesses, sleep, weftCleanup, weftLeftovers } from './helpers';
+import { e2eSkipReason, eventually, sleep, tearDownLab, weftCleanup, weftLeftovers } from './helpers';
 
 const HEALTH = 9920;
 const PREFIX = '/coreos.com/network';
@@ -62,16 +62,7 @@ function leaseSuite(kind: 'etcd' | 'file'): void {
       store = kind === 'etcd' ? await etcdFixture(lab, NET_CONF) : await fileFixture(lab, NET_CONF);
     });
 
-    after(async () => {
-      for (const a of agents.values()) await a.stop('SIGTERM').catch(() => undefined);
-      await store?.close();
-      const prefix = lab?.prefix;
-      await lab?.destroy();
-      if (prefix !== undefined) {
-        assert.deepEqual(await leftoverNamespaces(prefix), [], 'namespaces left behind');
-        assert.deepEqual(leftoverProcesses(lab), [], 'processes left behind');
-      }
-    });
+    after(() => tearDownLab(lab, agents.values(), store));
 
     test('three agents lease distinct subnets inside the configured range and reach full connectivity', async (t) => {
       const t0 = Date.now();
