@@ -78,9 +78,16 @@ export const WEFT_VARIANTS: readonly WeftVariant[] = [
   },
   { name: 'weft-2w', flags: ['--workers=2'], default: true, about: 'the defaults with two worker threads (two TUN queues, two sockets)' },
   { name: 'weft-busypoll', flags: ['--busy-poll-us=150'], default: true, about: 'the defaults, polling 150 us before sleeping: latency for CPU' },
-  // the kernel backends as weft sets them up: they must match the hand-built vxlan and direct modes
-  { name: 'weft-vxlan', backend: 'vxlan', flags: [], default: true, about: "weft's vxlan backend: the kernel's vxlan, programmed by the agent" },
-  { name: 'weft-host-gw', backend: 'host-gw', flags: [], default: true, about: "weft's host-gw backend: plain routes, programmed by the agent" },
+  // the kernel backends as weft sets them up: they must match the hand-built vxlan and direct modes, which
+  // have no iptables rules, so the forward-accept rules are off here (`weft-vxlan:--iptables-forward-rules=true` adds them)
+  {
+    name: 'weft-vxlan', backend: 'vxlan', flags: ['--iptables-forward-rules=false'], default: true,
+    about: "weft's vxlan backend: the kernel's vxlan, programmed by the agent (no forward rules, like the hand-built vxlan)",
+  },
+  {
+    name: 'weft-host-gw', backend: 'host-gw', flags: ['--iptables-forward-rules=false'], default: true,
+    about: "weft's host-gw backend: plain routes, programmed by the agent (no forward rules, like the hand-built direct)",
+  },
   {
     name: 'weft-flannel-like',
     flags: [...OFFLOAD_FLAGS.map((f) => `${f}=false`), '--batch-size=1'],

@@ -57,6 +57,8 @@ export interface AgentOptions extends SubnetManagerOptions {
   readonly healthzPort: number;
   /** The udp backend's data-plane flags (the other backends ignore them). */
   readonly udp: UdpAgentOptions;
+  /** How often the kernel backends re-check their kernel objects (flanneld's host-gw: 10 s). */
+  readonly kernelResyncSeconds: number;
   /** Pause between attempts while waiting for the store and the configuration (flanneld: 1 s). */
   readonly startRetryMs?: number;
 }
@@ -78,6 +80,9 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
   const notifier = new ServiceNotifier(log);
   let ready = false;
   let started = false;
+  /** Start-up has ended (ready, failed or aborted): from then on a stop drains at once. */
+  let startupOver = false;
+  let stopRequest: { readonly reason: string; readonly code: number } | undefined;
   let finishing: Promise<number> | undefined;
   let resolveExit: (code: number) => void = () => undefined;
   const exited = new Promise<number>((resolve) => {
@@ -95,9 +100,9 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
       }
     }
   };
-  const shutdown = (reason: string, code: number): Promise<number> => {
+  /** The one way out: undo what was set up, newest first, then resolve the exit code. */
+  const finish = (reason: string, code: number): Promise<number> => {
     if (finishing !== undefined) return finishing;
-    wake();
     finishing = (async () => {
       // a start-up failure is reported once, by the caller; a stop asked for during start-up is said here
       if (started) (code === EXIT_OK ? log.info.bind(log) : log.error.bind(log))({ reason }, 'stopping');
@@ -112,6 +117,16 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
     })();
     return finishing;
   };
+  /**
+   * Asks the agent to stop. While start-up runs, nothing is undone under its
+   * feet: the request is noted, a pause is cut short, and start-up gives up at
+   * its next checkpoint and finishes then.
+   */
+  const shutdown = (reason: string, code: number): Promise<number> => {
+    stopRequest ??= { reason, code };
+    wake();
+    return startupOver ? finish(stopRequest.reason, stopRequest.code) : exited;
+  };
   const onSignal = (sig: NodeJS.Signals): void => void shutdown(`received ${sig}`, EXIT_OK);
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -122,7 +137,7 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
 
   /** Start-up stops at the next checkpoint once a stop was asked for (signal, lost lease, failure). */
   const checkpoint = (): void => {
-    if (finishing !== undefined) throw new StartAborted();
+    if (stopRequest !== undefined) throw new StartAborted();
   };
   /** Sleeps, but wakes at once when a stop is asked for. */
   const pause = (ms: number): Promise<void> => new Promise((resolve) => {
@@ -138,6 +153,8 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
   try {
     // --- the lease store (or static peers) and the health server, before anything can wait
     const ledger = await HostLedger.open(opts.stateDir);
+    const unlock = await ledger.lock();
+    onCleanup('state directory lock', unlock);
     const manager = await openSubnetManager(opts, log);
     onCleanup('subnet manager', () => manager.close());
     registerAgentMetrics(registry, () => ready, () => backend?.routes().length ?? 0);
@@ -157,11 +174,11 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
 
     // --- check everything before the host is touched
     const chosen = chooseBackend(config.backend);
-    await manager.checkConfig(config);
     const underlay = await resolveUnderlay({
       iface: opts.iface, ifaceRegex: opts.ifaceRegex, ifaceCanReach: opts.ifaceCanReach, publicIp: opts.publicIp, log,
     });
-    backend = chosen.create({ network: config.network, underlay, ledger, log, udp: opts.udp });
+    backend = chosen.create({ network: config.network, underlay, ledger, log, udp: opts.udp, kernelResyncSeconds: opts.kernelResyncSeconds });
+    await manager.checkConfig(config, backend);
     log.info({
       backend: chosen.type, store: manager.description, network: formatPrefix(config.network),
       iface: underlay.name, publicIp: formatIpv4(underlay.publicIp), mtu: backend.mtu,
@@ -223,18 +240,19 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
     log.info({ file: opts.subnetFile, subnet: formatPrefix(lease.subnet), mtu: running.mtu }, 'subnet file written');
     checkpoint();
     started = true;
+    startupOver = true;
     ready = true;
     notifier.ready();
     log.info({ backend: running.type, subnet: formatPrefix(lease.subnet) }, 'ready');
   } catch (err) {
-    if (err instanceof StartAborted) {
-      // a stop was asked for while starting: finish it, including anything registered since
-      await finishing;
-      await drain();
-      return exited;
+    startupOver = true;
+    // a stop asked for while starting (signal, lost lease) wins over whatever it interrupted
+    const request = stopRequest;
+    if (request !== undefined) {
+      if (!(err instanceof StartAborted)) log.debug({ err: (err as Error).message }, 'start-up interrupted by the stop');
+      return finish(request.reason, request.code);
     }
-    await shutdown((err as Error).message, EXIT_FAILURE);
-    await drain();
+    await finish((err as Error).message, EXIT_FAILURE);
     throw err;
   }
   return exited;

@@ -27,6 +27,7 @@ export function blackholeCommand(lease: Ipv4Prefix): string[] {
 export class BlackholeRoute {
   private timer: NodeJS.Timeout | undefined;
   private failing = false;
+  private stopped = false;
 
   constructor(
     private readonly lease: Ipv4Prefix,
@@ -36,6 +37,7 @@ export class BlackholeRoute {
 
   async start(): Promise<void> {
     await this.ensure();
+    if (this.stopped) return;
     this.log.info({ route: `blackhole ${formatPrefix(this.lease)} metric ${BLACKHOLE_METRIC}` }, 'blackhole route for this host\'s lease');
     this.timer = setInterval(() => void this.ensure(), this.resyncSeconds * 1000);
     this.timer.unref();
@@ -53,6 +55,7 @@ export class BlackholeRoute {
 
   /** Stops re-checking; the route stays. */
   stop(): void {
+    this.stopped = true;
     clearInterval(this.timer);
   }
 }

@@ -25,6 +25,15 @@ export interface CleanupReport {
 
 export async function cleanupHost(stateDir: string, log: Logger): Promise<CleanupReport> {
   const ledger = await HostLedger.open(stateDir);
+  const unlock = await ledger.lock(); // refuses while an agent holds the state directory
+  try {
+    return await cleanup(ledger, log);
+  } finally {
+    await unlock();
+  }
+}
+
+async function cleanup(ledger: HostLedger, log: Logger): Promise<CleanupReport> {
   const routes = await listWeftRoutes();
   if (routes.length > 0) {
     await ip(['-4', 'route', 'flush', 'table', 'main', 'proto', String(WEFT_ROUTE_PROTO)]);

@@ -8,6 +8,9 @@
 import type { Logger } from '../log';
 import { loadNative } from '../native';
 
+/** STATUS= text kept short enough for the addon's 512-byte message (UTF-8 may need several bytes per character). */
+const MAX_STATUS_CHARS = 120;
+
 export class ServiceNotifier {
   private readonly socket: string | undefined;
   private readonly log: Logger;
@@ -34,8 +37,10 @@ export class ServiceNotifier {
     if (this.socket !== undefined) this.log.debug({ socket: this.socket }, 'sent READY=1 to the service manager');
   }
 
+  /** One line; long texts (an etcd error) are cut to fit the datagram. */
   status(text: string): void {
-    this.send(`STATUS=${text.replace(/\n/g, ' ')}`);
+    const line = text.replace(/\n/g, ' ');
+    this.send(`STATUS=${line.length > MAX_STATUS_CHARS ? `${line.slice(0, MAX_STATUS_CHARS - 3)}...` : line}`);
   }
 
   stopping(): void {

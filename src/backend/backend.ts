@@ -79,6 +79,8 @@ export interface BackendContext {
   readonly log: Logger;
   /** The agent's flags for the udp data plane (TUN name, workers, offloads, ...). */
   readonly udp: UdpAgentOptions;
+  /** How often the kernel backends re-check their routes, neighbour and FDB entries and device. */
+  readonly kernelResyncSeconds: number;
 }
 
 export interface Backend {

@@ -38,6 +38,7 @@ export class KernelPeerSync {
   private views: RouteView[] = [];
   private queue: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
+  private onResync: ((report: ApplyReport) => void) | undefined;
   private stopped = false;
   private applies = 0;
   private added = 0;
@@ -49,10 +50,12 @@ export class KernelPeerSync {
     this.options = options;
   }
 
-  /** Makes `peers` the programmed set (serialized with resyncs). */
+  /** Makes `peers` the programmed set (serialized with resyncs). The first call also starts the resync, if asked for. */
   apply(peers: readonly Peer[]): Promise<ApplyReport> {
     this.peers = peers;
-    return this.enqueue(() => this.run(peers));
+    const report = this.enqueue(() => this.run(peers));
+    if (this.onResync !== undefined && this.timer === undefined && !this.stopped) this.armResync(this.onResync);
+    return report;
   }
 
   private enqueue<T>(fn: () => Promise<T>): Promise<T> {
@@ -81,8 +84,17 @@ export class KernelPeerSync {
     return { routed: this.views.length, added: report.added, removed: report.removed, failed };
   }
 
-  /** Starts the periodic resync; `onReport` sees every resync's result (for logging what failed). */
+  /**
+   * Asks for the periodic resync; it starts with the first apply(), never
+   * before: until the lease set has been delivered, "no peers" would remove
+   * every route a previous run left (and pods would lose the overlay while the
+   * agent restarts). `onReport` sees every resync's result.
+   */
   startResync(onReport: (report: ApplyReport) => void): void {
+    this.onResync = onReport;
+  }
+
+  private armResync(onReport: (report: ApplyReport) => void): void {
     const ms = this.options.resyncMs ?? KERNEL_RESYNC_MS;
     this.timer = setInterval(() => {
       if (this.stopped) return;

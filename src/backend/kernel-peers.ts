@@ -14,7 +14,7 @@
  * someone else made for a peer's subnet is left alone and reported.
  */
 import { formatIpv4, formatPrefix, prefixCovers, samePrefix, type Ipv4Prefix } from '../net/ipv4';
-import { runBatch, type BatchFailure } from '../host/ip-batch';
+import { runBatch } from '../host/ip-batch';
 import {
   listPermanentFdb, listPermanentNeighbours, listRoutesWithin, WEFT_ROUTE_PROTO,
   type KernelFdbEntry, type KernelNeighbour, type KernelRoute,
@@ -182,6 +182,22 @@ export async function readKernelSnapshot(network: Ipv4Prefix, device: string | u
 /** Rounds of read-plan-apply when iproute2 abandons a batch part-way (each round re-reads what really happened). */
 export const RECONCILE_ROUNDS = 3;
 
+/**
+ * The order the plan runs in: each group is its own batch, so that a command
+ * iproute2 gives up on (a failed `ip neigh` exits at once) holds back only
+ * its own group, never the routes.
+ */
+function batches(plan: ReconcilePlan): Array<{ tool: 'ip' | 'bridge'; commands: PlannedCommand[] }> {
+  const group = (prefix: string): PlannedCommand[] => plan.ip.filter((c) => c.command.startsWith(prefix));
+  return [
+    { tool: 'bridge', commands: [...plan.fdbFirst] },
+    { tool: 'ip', commands: group('neigh replace ') },
+    { tool: 'ip', commands: group('route ') },
+    { tool: 'ip', commands: group('neigh del ') },
+    { tool: 'bridge', commands: [...plan.fdbLast] },
+  ];
+}
+
 /** Reads, plans and applies; returns what happened. Failed lines are reported by peer, never thrown. */
 export async function reconcilePeers(desired: readonly PeerObjects[], scope: PlanScope): Promise<ApplyReport & { readonly plan: ReconcilePlan }> {
   let failures: { subnet: Ipv4Prefix; reason: string }[] = [];
@@ -190,26 +206,28 @@ export async function reconcilePeers(desired: readonly PeerObjects[], scope: Pla
   let removed = 0;
   for (let round = 1; round <= RECONCILE_ROUNDS; round++) {
     plan = planReconcile(desired, await readKernelSnapshot(scope.network, scope.device), scope);
-    added += plan.added;
-    removed += plan.removed;
     failures = [...plan.blocked];
-    let abandoned: string | undefined;
-    const note = (cmds: readonly PlannedCommand[], tool: string, r: { failures: readonly BatchFailure[]; abandoned?: string | undefined }): void => {
+    const abandoned: Array<{ commands: PlannedCommand[]; why: string }> = [];
+    for (const batch of batches(plan)) {
+      const r = await runBatch(batch.tool, batch.commands.map((c) => c.command));
       for (const f of r.failures) {
-        const subnet = cmds[f.index]?.subnet;
-        if (subnet !== undefined) failures.push({ subnet, reason: `${tool} ${f.command}: ${f.error}` });
-        else failures.push({ subnet: scope.network, reason: `removing stale state: ${tool} ${f.command}: ${f.error}` });
+        const subnet = batch.commands[f.index]?.subnet;
+        if (subnet !== undefined) failures.push({ subnet, reason: `${batch.tool} ${f.command}: ${f.error}` });
+        else failures.push({ subnet: scope.network, reason: `removing stale state: ${batch.tool} ${f.command}: ${f.error}` });
       }
-      abandoned ??= r.abandoned === undefined ? undefined : `${tool} gave up part-way: ${r.abandoned}`;
-    };
-    note(plan.fdbFirst, 'bridge', await runBatch('bridge', plan.fdbFirst.map((c) => c.command)));
-    note(plan.ip, 'ip', await runBatch('ip', plan.ip.map((c) => c.command)));
-    note(plan.fdbLast, 'bridge', await runBatch('bridge', plan.fdbLast.map((c) => c.command)));
-    if (abandoned === undefined) break;
+      if (r.abandoned !== undefined) abandoned.push({ commands: batch.commands, why: `${batch.tool} gave up part-way: ${r.abandoned}` });
+    }
+    if (abandoned.length === 0) {
+      added += plan.added;
+      removed += plan.removed;
+      break;
+    }
     // which lines ran is unknown: read the kernel again and apply what is still missing
-    if (round === RECONCILE_ROUNDS) failures.push({ subnet: scope.network, reason: abandoned });
-    added -= plan.added;
-    removed -= plan.removed;
+    if (round === RECONCILE_ROUNDS) {
+      for (const a of abandoned) {
+        for (const c of a.commands) failures.push({ subnet: c.subnet ?? scope.network, reason: a.why });
+      }
+    }
   }
   const failedKeys = new Set(failures.filter((f) => !samePrefix(f.subnet, scope.network)).map((f) => formatPrefix(f.subnet)));
   return {

@@ -90,9 +90,10 @@ export function addAgentCommand(program: Command): Command {
       "Run one host of the overlay. By default this host's subnet is a lease: in etcd with " +
         '--etcd-endpoints (flannel\'s key layout, shareable with flanneld), otherwise in the embedded ' +
         'store (--lease-file) shared by agents on one machine. Static mode instead: --subnet plus --peer ' +
-        'or --peers-file. Stops cleanly on SIGINT/SIGTERM and removes what it created on the host (TUN ' +
-        'device, address, routes, iptables rules); subnet.env is kept, as flanneld does, for the CNI ' +
-        'plugin and the next start.',
+        'or --peers-file. The backend is net-conf.json\'s Backend.Type: udp, vxlan or host-gw. On ' +
+        'SIGINT/SIGTERM it stops as flanneld does: the udp backend\'s TUN goes with the process; the vxlan ' +
+        'device, kernel routes, neighbour/FDB entries, iptables rules and subnet.env stay, so pods keep ' +
+        'talking while the agent restarts. `weft cleanup` removes everything weft created.',
     )
     .addOption(flannelOption('--net-config-path <file>', 'net-conf.json; when the file does not exist, etcd\'s <prefix>/config is used')
       .default(AGENT_DEFAULTS.netConfigPath))
@@ -133,6 +134,8 @@ export function addAgentCommand(program: Command): Command {
     .addOption(flannelOption('--healthz-ip <ip>', 'address for /healthz, /readyz, /metrics and /routes').default(AGENT_DEFAULTS.healthzIp))
     .addOption(flannelOption('--healthz-port <port>', 'port for /healthz, /readyz, /metrics and /routes (0 = off)')
       .argParser(intIn('--healthz-port', 0, 65535)).default(AGENT_DEFAULTS.healthzPort))
+    .addOption(new Option('--kernel-resync <seconds>', 'vxlan and host-gw: how often the device, routes, neighbour and FDB entries are re-checked and restored')
+      .argParser(intIn('--kernel-resync', 1, 3600)).default(10))
     .addOption(new Option('--state-dir <dir>', 'where weft records what it created on this host (for restarts and `weft cleanup`)')
       .default(AGENT_DEFAULTS.stateDir).env('WEFT_STATE_DIR'))
     .addOption(new Option('--tun-name <name>', 'udp backend: TUN device name (flannel itself uses flannel0)').default(UDP_AGENT_DEFAULTS.tunName)
@@ -203,6 +206,7 @@ export function addAgentCommand(program: Command): Command {
       renewMarginMinutes: o['subnetLeaseRenewMargin'] as number,
       subnetFile: o['subnetFile'] as string,
       stateDir: o['stateDir'] as string,
+      kernelResyncSeconds: o['kernelResync'] as number,
       ipMasq: o['ipMasq'] as boolean,
       ipMasqRandomFullyDisable: o['ipMasqFullyRandomDisable'] as boolean,
       ipBlackholeRoute: o['ipBlackholeRoute'] as boolean,

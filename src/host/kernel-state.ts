@@ -56,6 +56,8 @@ export interface LinkDetails {
   readonly mtu: number;
   readonly up: boolean;
   readonly vxlan: VxlanLinkInfo | undefined;
+  /** IPv4 addresses as "a.b.c.d/len" (from `ip -d -j addr`; empty from `ip -d -j link`). */
+  readonly addresses: readonly string[];
 }
 
 interface IpRouteJson {
@@ -145,9 +147,10 @@ interface IpLinkJson {
   mtu?: number;
   flags?: string[];
   linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+  addr_info?: Array<{ family?: string; local?: string; prefixlen?: number }>;
 }
 
-/** `ip -d -j link show` of one device. Pure parser first. */
+/** `ip -d -j addr show` (or `link show`) of one device. Pure parser first. */
 export function parseLinkDetails(text: string): LinkDetails | undefined {
   const l = parseJsonArray<IpLinkJson>(text)[0];
   if (l === undefined || l.ifname === undefined) return undefined;
@@ -169,15 +172,16 @@ export function parseLinkDetails(text: string): LinkDetails | undefined {
     mtu: l.mtu ?? 0,
     up: (l.flags ?? []).includes('UP'),
     vxlan,
+    addresses: (l.addr_info ?? []).filter((a) => a.family === 'inet' && a.local !== undefined).map((a) => `${a.local}/${a.prefixlen ?? 32}`),
   };
 }
 
 /** The device's details, or undefined when there is no such device. */
 export async function linkDetails(name: string): Promise<LinkDetails | undefined> {
-  const r = await runResult('ip', ['-d', '-j', 'link', 'show', 'dev', name]);
+  const r = await runResult('ip', ['-d', '-j', 'addr', 'show', 'dev', name]);
   if (r.code !== 0) {
     if (/does not exist|Cannot find device/i.test(r.stderr)) return undefined;
-    throw new CommandError(`ip -d -j link show dev ${name}`, r.code, r.stderr, 'weft needs iproute2 (apt-get install iproute2)');
+    throw new CommandError(`ip -d -j addr show dev ${name}`, r.code, r.stderr, 'weft needs iproute2 (apt-get install iproute2)');
   }
   return parseLinkDetails(r.stdout);
 }

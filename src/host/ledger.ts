@@ -18,12 +18,15 @@
  * One agent per state directory; entries change rarely (start, first
  * install), never per packet or per peer.
  */
-import { readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { lock as lockFile } from 'proper-lockfile';
 import * as path from 'node:path';
 import { ConfigError, toSysError } from '../errors';
 import { writeFileAtomic } from '../sys/atomic-file';
 
 export const DEFAULT_STATE_DIR = '/var/lib/weft';
+/** A holder that stopped refreshing its lock this long ago (SIGKILL) has let go of the state directory. */
+const LOCK_STALE_MS = 4000;
 export const LEDGER_FILE_NAME = 'host-state.json';
 const LEDGER_VERSION = 1;
 
@@ -78,7 +81,31 @@ export class HostLedger {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw toSysError(err, `cannot read weft's host state ${file}`);
     }
     if (text === undefined) return new HostLedger(file, []);
+    await checkTrusted(file);
     return new HostLedger(file, parseLedger(text, file));
+  }
+
+  /**
+   * Holds the state directory for this process (an agent, or `weft cleanup`)
+   * until the returned release: two agents sharing one ledger would overwrite
+   * each other's entries, and a cleanup under a running agent would pull its
+   * routes away. Waits a little for a holder that was killed (stale lock).
+   */
+  async lock(): Promise<() => Promise<void>> {
+    if (this.file === '') return async () => undefined;
+    await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
+    try {
+      return await lockFile(this.file, {
+        realpath: false,
+        stale: LOCK_STALE_MS,
+        retries: { retries: Math.ceil((2 * LOCK_STALE_MS) / 500), minTimeout: 100, maxTimeout: 500 },
+        onCompromised: () => undefined, // the ledger's own writes are atomic; losing the lock only loses the guard
+      });
+    } catch (err) {
+      throw new ConfigError('--state-dir', path.dirname(this.file),
+        `another weft process (an agent or weft cleanup) holds --state-dir ${path.dirname(this.file)} (lock ${this.file}.lock: ` +
+        `${(err as Error).message}); give each agent on this machine its own --state-dir, or stop the other one first`);
+    }
   }
 
   /** An in-memory ledger that is never written (tests, dry runs). */
@@ -130,6 +157,21 @@ export class HostLedger {
         throw toSysError(err, `cannot write weft's host state ${this.file}`, 'check --state-dir');
       }));
     return this.writing;
+  }
+}
+
+/**
+ * `weft cleanup` deletes what the ledger lists, as root: a ledger someone else
+ * could have written is refused (owned by another user, or writable by group
+ * or others).
+ */
+async function checkTrusted(file: string): Promise<void> {
+  const st = await stat(file);
+  const me = process.getuid?.();
+  if ((me !== undefined && st.uid !== me) || (st.mode & 0o022) !== 0) {
+    throw new ConfigError('--state-dir', file,
+      `weft's host state ${file} is owned by uid ${st.uid} with mode ${(st.mode & 0o777).toString(8)}; weft trusts it only when ` +
+      `it is its own (uid ${me ?? '?'}) and not writable by group or others: check who wrote it, then fix its owner and mode`);
   }
 }
 

@@ -172,6 +172,8 @@ export async function resolveUnderlay(req: UnderlayRequest): Promise<Underlay> {
     chosen = { name, address };
   }
 
+  // its name goes into iproute2 batch lines: anything but an ordinary name is refused, not quoted
+  validateInterfaceName(chosen.name, '--iface');
   let publicIp = chosen.address;
   if (req.publicIp !== undefined && req.publicIp !== '') {
     const parsed = parseIpv4(req.publicIp);

@@ -15,7 +15,7 @@ import { formatPrefix, parseCidr, prefixCovers, type Ipv4Prefix } from '../net/i
 import type { Lease, LeaseAttrs } from './lease';
 import type { NetConfig } from './net-config';
 import { checkPeers, parsePeerSpec, parsePeersFile, type StaticPeer } from './static-peers';
-import { readNetConfigFile, type LeaseSetHandlers, type Stoppable, type SubnetManager } from './subnet-manager';
+import { readNetConfigFile, type LeaseSetHandlers, type PeerAcceptor, type Stoppable, type SubnetManager } from './subnet-manager';
 
 export interface StaticSubnetManagerOptions {
   readonly netConfigPath: string;
@@ -58,11 +58,23 @@ export class StaticSubnetManager implements SubnetManager {
     return readNetConfigFile(this.options.netConfigPath);
   }
 
-  /** --subnet and every peer (flags and file) against the network, and the peers file's directory. */
-  async checkConfig(config: NetConfig): Promise<void> {
+  /**
+   * --subnet and every peer (flags and file) against the network, the peers
+   * file's directory, and the backend: a static peer has no BackendData, so a
+   * backend that needs some (vxlan's VtepMAC) cannot run in static mode.
+   */
+  async checkConfig(config: NetConfig, backend: PeerAcceptor): Promise<void> {
     const own = parseOwnSubnet(this.options.subnet, config.network);
     this.network = config.network;
-    await this.readPeers(config.network, own);
+    const peers = await this.readPeers(config.network, own);
+    const probe = peers[0] ?? { subnet: own, publicIp: 0, port: undefined };
+    const verdict = backend.accepts({ subnet: probe.subnet, publicIp: probe.publicIp, backendType: backend.type, backendData: undefined, port: probe.port });
+    if (!verdict.ok) {
+      throw new ConfigError('--subnet', this.options.subnet,
+        `static mode (--subnet, --peer, --peers-file) cannot run the ${backend.type} backend: it needs what other hosts publish ` +
+        `in their leases (${verdict.reason}) and a static peer has no lease; use a lease store (--etcd-endpoints or the embedded ` +
+        'store), or a backend that needs only the peer\'s address (udp, host-gw)');
+    }
     const file = this.options.peersFile;
     if (file !== undefined) {
       const dir = path.dirname(path.resolve(file));
@@ -108,9 +120,11 @@ export class StaticSubnetManager implements SubnetManager {
     ];
     let queue: Promise<void> = Promise.resolve();
     let stopped = false;
+    // one delivery at a time; a failed one does not stop later ones
     const deliver = (why: string, peers: readonly StaticPeer[]): Promise<void> => {
-      queue = queue.then(() => (stopped ? undefined : handlers.sink(toLeases(peers), why)));
-      return queue;
+      const next = queue.catch(() => undefined).then(() => (stopped ? undefined : handlers.sink(toLeases(peers), why)));
+      queue = next;
+      return next;
     };
     await deliver('start', await this.readPeers(network, own.subnet));
     const file = this.options.peersFile;
@@ -119,9 +133,10 @@ export class StaticSubnetManager implements SubnetManager {
     const reload = (why: string): void => {
       clearTimeout(pending);
       pending = setTimeout(() => {
-        this.readPeers(network, own.subnet)
-          .then((peers) => deliver(why, peers))
-          .catch((err: unknown) => log.error({ err: (err as Error).message }, 'peers file rejected; keeping the previous routes'));
+        this.readPeers(network, own.subnet).then(
+          (peers) => deliver(why, peers).catch((err: unknown) =>
+            log.error({ err: (err as Error).message, why }, 'could not apply the peers; the next change or SIGHUP tries again')),
+          (err: unknown) => log.error({ err: (err as Error).message }, 'peers file rejected; keeping the previous routes'));
       }, 50);
     };
     const resolved = path.resolve(file);

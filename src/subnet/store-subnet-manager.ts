@@ -45,7 +45,7 @@ export class StoreSubnetManager implements SubnetManager {
   }
 
   async checkConfig(): Promise<void> {
-    // nothing of its own to check: the subnet comes from the store
+    // nothing of its own to check: the subnet comes from the store, the peers from their leases
   }
 
   async acquireLease(config: NetConfig, attrs: LeaseAttrs): Promise<Lease> {

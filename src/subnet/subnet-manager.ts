@@ -11,6 +11,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { ConfigError } from '../errors';
+import type { Peer, PeerVerdict } from '../backend/backend';
 import type { Lease, LeaseAttrs } from './lease';
 import type { LeaseSink } from './lease-watcher';
 import { parseNetConfig, type NetConfig } from './net-config';
@@ -20,6 +21,12 @@ export interface LeaseSetHandlers {
   readonly sink: LeaseSink;
   /** This host's lease is gone for good (deleted, expired, taken over). Called at most once. */
   readonly onOwnLeaseLost: (reason: string) => void;
+}
+
+/** What checkConfig needs of the backend: its type and whether it can use a peer. */
+export interface PeerAcceptor {
+  readonly type: string;
+  accepts(peer: Peer): PeerVerdict;
 }
 
 export interface Stoppable {
@@ -37,8 +44,11 @@ export interface SubnetManager {
    * any other error means the store cannot answer now (the agent retries).
    */
   getNetworkConfig(): Promise<NetConfig | undefined>;
-  /** Checks the manager's own settings against the configuration; nothing changes anywhere. */
-  checkConfig(config: NetConfig): Promise<void>;
+  /**
+   * Checks the manager's own settings against the configuration and the
+   * chosen backend (static peers must be peers it can use); nothing changes anywhere.
+   */
+  checkConfig(config: NetConfig, backend: PeerAcceptor): Promise<void>;
   /** This host's lease, published with `attrs`. */
   acquireLease(config: NetConfig, attrs: LeaseAttrs): Promise<Lease>;
   /** Keeps the lease alive until stopped; `onLost` when it is gone for good. */

@@ -125,6 +125,8 @@ describe('--ip-masq as flanneld: masquerade leaving the overlay only', { skip: e
     // what a flanneld that ran here before left behind
     await lab.exec(h1.ns, 'iptables', ['-t', 'nat', '-N', 'FLANNEL-POSTRTG']);
     await lab.exec(h1.ns, 'iptables', ['-t', 'nat', '-A', 'POSTROUTING', '-m', 'comment', '--comment', 'flanneld masq', '-j', 'FLANNEL-POSTRTG']);
+    await lab.exec(h1.ns, 'iptables', ['-t', 'filter', '-N', 'FLANNEL-FWD']);
+    await lab.exec(h1.ns, 'iptables', ['-t', 'filter', '-A', 'FORWARD', '-m', 'comment', '--comment', 'flanneld forward', '-j', 'FLANNEL-FWD']);
     for (const h of lab.hosts) {
       agents.push(new LabAgent(lab, h.ns, [...store.agentArgs(), '--iface', 'eth0', '--ip-masq', '--iptables-resync', '1']));
     }
@@ -147,6 +149,12 @@ describe('--ip-masq as flanneld: masquerade leaving the overlay only', { skip: e
       `-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.0.0/16 ${c} -j MASQUERADE --random-fully`,
     ];
     assert.deepEqual(await nat(), expected, 'one jump (the one a flanneld left, not a second), then flanneld\'s rules');
+    const fwd = '-m comment --comment "flanneld forward"';
+    const forward = async (): Promise<string[]> =>
+      (await lab.exec(h1.ns, 'iptables-save', ['-t', 'filter'])).split('\n').filter((l) => l.includes('FLANNEL-FWD') && l.startsWith('-A'));
+    assert.deepEqual(await forward(), [
+      `-A FORWARD ${fwd} -j FLANNEL-FWD`, `-A FLANNEL-FWD -s 10.244.0.0/16 ${fwd} -j ACCEPT`, `-A FLANNEL-FWD -d 10.244.0.0/16 ${fwd} -j ACCEPT`,
+    ], 'one FORWARD jump, next to the one a flanneld left');
 
     await echoAddressServer(lab.host(2).ns, 7777);
     await echoAddressServer(lab.host(2).podNs as string, 7778);
@@ -169,6 +177,8 @@ describe('--ip-masq as flanneld: masquerade leaving the overlay only', { skip: e
     agents.length = 0;
     const left = (await lab.exec(h1.ns, 'iptables-save', ['-t', 'nat'])).split('\n').filter((l) => l.includes('POSTROUTING') && l.startsWith('-A'));
     assert.deepEqual(left, [`-A POSTROUTING ${c} -j FLANNEL-POSTRTG`], 'weft cleanup removed nothing it did not create');
+    const leftFwd = (await lab.exec(h1.ns, 'iptables-save', ['-t', 'filter'])).split('\n').filter((l) => l.startsWith('-A FORWARD'));
+    assert.deepEqual(leftFwd, [`-A FORWARD ${fwd} -j FLANNEL-FWD`], 'nor the FORWARD jump a flanneld left');
     assert.deepEqual(await weftLeftovers(lab, lab.host(2).ns), [], 'host 2: everything weft created is gone');
     await store.close();
   });

@@ -3,10 +3,11 @@
  * waiting helpers, leak checks. The labs themselves come from src/lab.
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import type { Lab } from '../../src/lab/lab';
+import { LEDGER_FILE_NAME } from '../../src/host/ledger';
 import { namespacesWithPrefix } from '../../src/lab/lab';
 import { WEFT_BIN, type LabAgent } from '../../src/lab/lab-agent';
 import assert from 'node:assert/strict';
@@ -136,9 +137,16 @@ export async function weftCleanup(lab: Lab, ns: string, stateDir: string): Promi
   return lab.exec(ns, process.execPath, [WEFT_BIN, 'cleanup', '--state-dir', stateDir], { timeoutMs: 20_000 });
 }
 
-/** What weft could have left on a host: its routes, vxlan devices, iptables chains and rules, nftables tables. */
-export async function weftLeftovers(lab: Lab, ns: string): Promise<string[]> {
+/**
+ * What weft could have left on a host: its routes, vxlan devices, iptables
+ * chains and rules, nftables tables; with `agent`, also its subnet.env and its
+ * host state file.
+ */
+export async function weftLeftovers(lab: Lab, ns: string, agent?: LabAgent): Promise<string[]> {
   const left: string[] = [];
+  if (agent !== undefined) {
+    for (const file of [agent.subnetFile, path.join(agent.stateDir, LEDGER_FILE_NAME)]) if (existsSync(file)) left.push(`file: ${file}`);
+  }
   const routes = (await lab.exec(ns, 'ip', ['-4', 'route', 'show', 'proto', '87'])).trim();
   if (routes !== '') left.push(`routes: ${routes}`);
   const links = (await lab.exec(ns, 'ip', ['-d', '-br', 'link', 'show', 'type', 'vxlan'])).trim();

@@ -105,7 +105,7 @@ describe('buildProgram', () => {
       '--lease-file', '--subnet-lease-renew-margin', '--subnet-lease-ttl', '--subnet-file',
       '--subnet', '--peer', '--peers-file',
       '--ip-masq', '--ip-masq-fully-random-disable', '--ip-blackhole-route', '--iptables-resync', '--iptables-forward-rules',
-      '--healthz-ip', '--healthz-port', '--state-dir',
+      '--healthz-ip', '--healthz-port', '--kernel-resync', '--state-dir',
       '--tun-name', '--workers', '--batch-size', '--tun-offload', '--udp-gso', '--udp-gro', '--tun-coalesce',
       '--tun-coalesce-udp', '--tun-txqueuelen', '--socket-buffer', '--busy-poll-us', '--verbosity', '--version',
     ]);
@@ -261,7 +261,20 @@ describe('bin/weft', () => {
     assert.deepEqual(errorLines(p), [
       `weft: ${port}: Backend.Port 70000 is not allowed: it must be between 1 and 65535 (0 or omitted means the kernel default 8472)`,
     ]);
-    assert.equal(existsSync(path.join(SAFE_DIR, 'state')), false, 'nothing was recorded: nothing was created');
+    assert.equal(existsSync(path.join(SAFE_DIR, 'state', 'host-state.json')), false, 'nothing was recorded: nothing was created');
+  });
+
+  it('agent refuses static mode with the vxlan backend before touching anything: static peers have no VtepMAC', () => {
+    const conf = file('static-vxlan.json');
+    writeFileSync(conf, JSON.stringify({ Network: '10.244.0.0/16', Backend: { Type: 'vxlan' } }));
+    const r = weft('agent', '--net-config-path', conf, '--subnet', '10.244.1.0/24', '--peer', '10.244.2.0/24=192.168.1.12', '--iface', 'lo');
+    assert.equal(r.status, 2, r.stderr);
+    assert.deepEqual(errorLines(r), [
+      'weft: static mode (--subnet, --peer, --peers-file) cannot run the vxlan backend: it needs what other hosts publish in their ' +
+        'leases (its lease has no BackendData with a VtepMAC) and a static peer has no lease; use a lease store (--etcd-endpoints ' +
+        'or the embedded store), or a backend that needs only the peer\'s address (udp, host-gw)',
+    ]);
+    assert.equal(existsSync(path.join(SAFE_DIR, 'subnet.env')), false, 'no subnet file was written');
   });
 
   it('agent --version prints the version, as flanneld --version does', () => {

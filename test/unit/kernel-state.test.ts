@@ -187,30 +187,48 @@ describe('parseFdb', () => {
   });
 });
 
+/** `ip -d -j addr show dev flannel.1` (iproute2 6.1): the link details plus its addresses. */
+const ADDR_VXLAN_JSON = '[{"ifindex":4,"ifname":"flannel.1","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1450,' +
+  '"qdisc":"noqueue","operstate":"UNKNOWN","group":"default","txqlen":1000,"link_type":"ether","address":"0e:11:22:33:44:55",' +
+  '"broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"vxlan",' +
+  '"info_data":{"id":1,"local":"192.168.77.1","link":"eth0","port_range":{"low":0,"high":0},"port":8472,"learning":false,' +
+  '"ttl":0,"df":"unset","ageing":300,"udp_csum":true,"udp_zero_csum6_tx":false,"udp_zero_csum6_rx":false}},"num_tx_queues":1,' +
+  '"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":524280,"tso_max_segs":65535,"gro_max_size":65536,' +
+  '"addr_info":[{"family":"inet","local":"10.244.1.0","prefixlen":32,"scope":"global","label":"flannel.1",' +
+  '"valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"fe80::c11:22ff:fe33:4455",' +
+  '"prefixlen":64,"scope":"link","tentative":true,"valid_life_time":4294967295,"preferred_life_time":4294967295}]}]\n';
+
 describe('parseLinkDetails', () => {
+  it('reads `ip -d -j addr show` too: the same details plus the IPv4 addresses', () => {
+    assert.deepEqual(parseLinkDetails(ADDR_VXLAN_JSON), {
+      name: 'flannel.1', index: 4, kind: 'vxlan', mac: '0e:11:22:33:44:55', mtu: 1450, up: true,
+      vxlan: { vni: 1, local: 0xc0a84d01, dev: 'eth0', port: 8472, learning: false, gbp: false }, addresses: ['10.244.1.0/32'],
+    });
+  });
+
   it('reads a vxlan device flannel made', () => {
     assert.deepEqual(parseLinkDetails(LINK_VXLAN_JSON), {
       name: 'flannel.1', index: 4, kind: 'vxlan', mac: '0e:a1:b2:c3:d4:e5', mtu: 1450, up: true,
-      vxlan: { vni: 1, local: 0xc0a84003, dev: 'eth0', port: 8472, learning: false, gbp: false },
+      vxlan: { vni: 1, local: 0xc0a84003, dev: 'eth0', port: 8472, learning: false, gbp: false }, addresses: [],
     });
   });
 
   it('reads learning, GBP, a missing local address and a device that is down', () => {
     assert.deepEqual(parseLinkDetails(LINK_VXLAN_GBP_JSON), {
       name: 'flannel.2', index: 5, kind: 'vxlan', mac: '0e:02:02:02:02:02', mtu: 1400, up: false,
-      vxlan: { vni: 4096, local: undefined, dev: 'eth0', port: 4789, learning: true, gbp: true },
+      vxlan: { vni: 4096, local: undefined, dev: 'eth0', port: 4789, learning: true, gbp: true }, addresses: [],
     });
   });
 
   it('a device of another kind has no vxlan details', () => {
     assert.deepEqual(parseLinkDetails(LINK_VETH_JSON), {
-      name: 'eth0', index: 3, kind: 'veth', mac: '2a:3e:28:02:95:07', mtu: 1500, up: true, vxlan: undefined,
+      name: 'eth0', index: 3, kind: 'veth', mac: '2a:3e:28:02:95:07', mtu: 1500, up: true, vxlan: undefined, addresses: [],
     });
   });
 
   it('a device without linkinfo has the kind ""', () => {
     assert.deepEqual(parseLinkDetails(LINK_LO_JSON), {
-      name: 'lo', index: 1, kind: '', mac: '00:00:00:00:00:00', mtu: 65536, up: true, vxlan: undefined,
+      name: 'lo', index: 1, kind: '', mac: '00:00:00:00:00:00', mtu: 65536, up: true, vxlan: undefined, addresses: [],
     });
   });
 

@@ -131,7 +131,7 @@ const SPEC: VxlanDeviceSpec = {
 /** flannel.1 as `ip -d -j link show` describes the device SPEC makes (see kernel-state.test.ts). */
 const DEVICE: LinkDetails = {
   name: 'flannel.1', index: 4, kind: 'vxlan', mac: '0e:a1:b2:c3:d4:e5', mtu: 1450, up: true,
-  vxlan: { vni: 1, local: ip('192.168.64.3'), dev: 'eth0', port: 8472, learning: false, gbp: false },
+  vxlan: { vni: 1, local: ip('192.168.64.3'), dev: 'eth0', port: 8472, learning: false, gbp: false }, addresses: ['10.244.1.0/32'],
 };
 
 function withVxlan(change: Partial<NonNullable<LinkDetails['vxlan']>>): LinkDetails {
@@ -210,7 +210,7 @@ function underlay(u: Partial<Underlay> = {}): Underlay {
 }
 
 function context(u: Partial<Underlay> = {}): BackendContext {
-  return { network: NETWORK, underlay: underlay(u), ledger: HostLedger.inMemory(), log: silentLogger(), udp: UDP_AGENT_DEFAULTS };
+  return { network: NETWORK, underlay: underlay(u), ledger: HostLedger.inMemory(), log: silentLogger(), udp: UDP_AGENT_DEFAULTS, kernelResyncSeconds: 10 };
 }
 
 const VXLAN_CONFIG: VxlanBackendConfig = { vni: 1, port: 8472, gbp: false, learning: false, directRouting: false, mtu: undefined };

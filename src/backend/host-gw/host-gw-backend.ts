@@ -31,6 +31,7 @@ export class HostGwBackend implements Backend {
     this.sync = new KernelPeerSync({
       scope: () => ({ network: ctx.network, own: this.own ?? { network: 0, length: 32 }, device: undefined }),
       translate: (peers) => this.translate(peers),
+      resyncMs: ctx.kernelResyncSeconds * 1000,
       log: ctx.log,
     });
   }

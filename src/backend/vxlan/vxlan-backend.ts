@@ -14,14 +14,14 @@
  */
 import type { Registry } from 'prom-client';
 import { formatIpv4, formatPrefix, prefixContains, type Ipv4Prefix } from '../../net/ipv4';
-import { connectedPrefixes } from '../../host/kernel-state';
+import { connectedPrefixes, linkDetails } from '../../host/kernel-state';
 import { ip } from '../../sys/exec';
 import type { Lease, LeaseAttrs } from '../../subnet/lease';
 import { ACCEPTED, type ApplyReport, type Backend, type BackendContext, type Peer, type PeerVerdict, type RouteView } from '../backend';
 import { KernelPeerSync, type PeerTranslation } from '../kernel-peer-sync';
 import type { PeerObjects } from '../kernel-peers';
 import { VXLAN_OVERHEAD_BYTES, type VxlanBackendConfig } from './vxlan-config';
-import { configureVxlanDevice, ensureVxlanDevice, type VxlanDeviceSpec } from './vxlan-device';
+import { configureVxlanDevice, ensureVxlanDevice, vxlanIncompatibility, type VxlanDeviceSpec } from './vxlan-device';
 
 export const VXLAN_BACKEND_TYPE = 'vxlan';
 
@@ -80,6 +80,7 @@ export class VxlanBackend implements Backend {
       scope: () => ({ network: ctx.network, own: this.own ?? { network: 0, length: 32 }, device: this.device }),
       translate: (peers) => this.translate(peers),
       beforeResync: () => this.ensureDevice(),
+      resyncMs: ctx.kernelResyncSeconds * 1000,
       log: ctx.log,
     });
   }
@@ -106,13 +107,22 @@ export class VxlanBackend implements Backend {
     });
   }
 
-  /** Re-creates the device (same MAC) if someone deleted it; its routes and entries follow at the next apply. */
+  /**
+   * Before each resync: re-creates the device, with the MAC the lease
+   * publishes, if someone deleted it (or changed it); the routes and entries
+   * on it follow in the same resync. A device as it should be costs one read.
+   */
   private async ensureDevice(): Promise<void> {
     if (this.own === undefined) return;
-    const before = this.mac;
-    const details = await ensureVxlanDevice(this.spec, this.ctx.ledger, this.ctx.log);
-    if (details.mac !== before) this.ctx.log.error({ was: before, now: details.mac }, 'the vxlan device came back with another MAC');
-    await configureVxlanDevice(this.device, this.own.network, this.ctx.network, details.mac);
+    const now = await linkDetails(this.device);
+    const address = `${formatIpv4(this.own.network)}/32`;
+    if (now !== undefined && now.up && now.mac === this.mac && now.mtu === this.spec.mtu && now.addresses.includes(address) &&
+      vxlanIncompatibility(now, this.spec) === undefined) return;
+    this.ctx.log.warn({ device: this.device, found: now === undefined ? 'nothing' : `${now.kind} ${now.mac}${now.up ? '' : ' down'}` },
+      'the vxlan device is gone or changed; restoring it');
+    const details = await ensureVxlanDevice(this.spec, this.ctx.ledger, this.ctx.log, this.mac);
+    if (details.mac !== this.mac) this.ctx.log.error({ lease: this.mac, device: details.mac }, 'the vxlan device came back with another MAC than the lease publishes');
+    await configureVxlanDevice(this.device, this.own.network, this.ctx.network, this.mac);
   }
 
   accepts(peer: Peer): PeerVerdict {
@@ -128,6 +138,12 @@ export class VxlanBackend implements Backend {
     const objects: PeerObjects[] = [];
     const via = new Map<string, string>();
     const unroutable: { subnet: Ipv4Prefix; reason: string }[] = [];
+    // one VtepMAC reaches one host (one FDB remote): of several leases publishing it, the first by subnet wins
+    const macOwner = new Map<string, Peer>();
+    for (const peer of [...peers].sort((a, b) => a.subnet.network - b.subnet.network)) {
+      const mac = vtepMacOf(peer.backendData);
+      if ('mac' in mac && !macOwner.has(mac.mac)) macOwner.set(mac.mac, peer);
+    }
     for (const peer of peers) {
       const key = formatPrefix(peer.subnet);
       if (segment.some((p) => prefixContains(p, peer.publicIp))) {
@@ -138,6 +154,15 @@ export class VxlanBackend implements Backend {
       const mac = vtepMacOf(peer.backendData);
       if ('reason' in mac) {
         unroutable.push({ subnet: peer.subnet, reason: mac.reason });
+        continue;
+      }
+      const owner = macOwner.get(mac.mac);
+      if (owner !== undefined && owner !== peer) {
+        unroutable.push({
+          subnet: peer.subnet,
+          reason: `its VtepMAC ${mac.mac} is also the lease of ${formatPrefix(owner.subnet)} (${formatIpv4(owner.publicIp)}), ` +
+            'and one MAC can reach only one host; a stale lease of a host that changed its address? delete the one that is wrong',
+        });
         continue;
       }
       const hop = peer.subnet.network;

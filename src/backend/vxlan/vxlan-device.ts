@@ -63,9 +63,12 @@ export function createCommand(spec: VxlanDeviceSpec, mac: string): string[] {
 
 /**
  * Makes sure the device exists with the spec's attributes; returns its details
- * (MAC included). Records a device it creates in the ledger.
+ * (MAC included). Records a device it creates in the ledger. A device it has
+ * to create gets, in this order: the MAC of the vxlan device it replaces,
+ * `mac` (what this host's lease publishes, when re-creating a deleted device),
+ * the MAC the ledger recorded, a random one.
  */
-export async function ensureVxlanDevice(spec: VxlanDeviceSpec, ledger: HostLedger, log: Logger): Promise<LinkDetails> {
+export async function ensureVxlanDevice(spec: VxlanDeviceSpec, ledger: HostLedger, log: Logger, mac?: string): Promise<LinkDetails> {
   const recorded = ledger.get({ kind: 'link', name: spec.name, linkKind: 'vxlan' });
   let existing = await linkDetails(spec.name);
   if (existing !== undefined) {
@@ -79,7 +82,8 @@ export async function ensureVxlanDevice(spec: VxlanDeviceSpec, ledger: HostLedge
       if (recorded !== undefined && recorded.mac !== existing.mac) await ledger.record({ ...recorded, mac: existing.mac });
       return (await linkDetails(spec.name)) as LinkDetails;
     }
-    if (existing.kind !== 'vxlan' && recorded === undefined) {
+    if (existing.kind !== 'vxlan') {
+      // weft only ever creates vxlan devices under this name: this one is someone else's
       throw new ConfigError('Backend.VNI', spec.vni,
         `a device named ${spec.name} already exists and ${why}; weft did not create it and leaves it alone: ` +
         'remove it, or choose another Backend.VNI');
@@ -87,7 +91,7 @@ export async function ensureVxlanDevice(spec: VxlanDeviceSpec, ledger: HostLedge
     log.warn({ device: spec.name, reason: why }, 'the existing vxlan device has other attributes; re-creating it');
     await ip(['link', 'del', spec.name]);
   }
-  const mac = existing?.kind === 'vxlan' ? existing.mac : recorded?.mac ?? randomVtepMac();
+  mac = existing?.kind === 'vxlan' ? existing.mac : mac ?? recorded?.mac ?? randomVtepMac();
   await ip(createCommand(spec, mac));
   await ledger.record({ kind: 'link', name: spec.name, linkKind: 'vxlan', mac });
   // flanneld: no router advertisements on the device
