@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { Lab, LAB_NETWORK, randomLabPrefix, type LabHost } from '../../src/lab/lab';
 import { LabAgent } from '../../src/lab/lab-agent';
 import { formatIpv4, formatPrefix, parseCidr } from '../../src/net/ipv4';
-import { readSubnetEnv } from '../../src/subnet/subnet-env';
+import { readSubnetEnv, writeSubnetEnv } from '../../src/subnet/subnet-env';
 import type { ModeSpec } from './modes';
 
 export const UNDERLAY_MTU = 1500;
@@ -92,10 +92,9 @@ async function startAgents(lab: Lab, a: LabHost, b: LabHost, spec: ModeSpec, age
     }
     // a lease from the embedded store; the previous subnet.env asks for the pod's subnet (flannel's allocation order)
     const subnetFile = path.join(lab.dir, `${me.ns}.subnet.env`);
-    const gateway = parseCidr(me.podSubnet);
-    if (gateway === undefined) throw new Error(`not a CIDR: ${me.podSubnet}`);
-    writeFileSync(subnetFile, `FLANNEL_NETWORK=${LAB_NETWORK}\nFLANNEL_SUBNET=${formatIpv4(gateway.prefix.network + 1)}/${gateway.prefix.length}\n` +
-      `FLANNEL_MTU=${spec.podMtu}\nFLANNEL_IPMASQ=false\n`);
+    const [pod, network] = [parseCidr(me.podSubnet), parseCidr(LAB_NETWORK)];
+    if (pod === undefined || network === undefined) throw new Error(`not a CIDR: ${me.podSubnet} or ${LAB_NETWORK}`);
+    await writeSubnetEnv(subnetFile, { network: network.prefix, subnet: pod.prefix, mtu: spec.podMtu, ipMasq: false });
     agents.push(new LabAgent(lab, me.ns, [...common, '--subnet-file', subnetFile, ...spec.agentFlags]));
   }
   for (const agent of agents) await agent.waitReady(20_000);

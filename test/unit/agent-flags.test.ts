@@ -5,29 +5,12 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Command } from 'commander';
 
 import { refusedFlagValue, UNSUPPORTED_FLAGS } from '../../src/cli/agent-command';
-import { buildProgram, normalizeArgv } from '../../src/cli/main';
+import { buildProgram } from '../../src/cli/main';
+import { agentCommand, parseAgent } from '../agent-options';
 
 const NO_ENV: NodeJS.ProcessEnv = {};
-
-/** Parses `weft agent <args>` as main() does and returns the options, without running the agent. */
-function parseAgent(args: string[]): Record<string, unknown> {
-  const program = buildProgram();
-  const agent = program.commands.find((c) => c.name() === 'agent') as Command;
-  let seen: Record<string, unknown> | undefined;
-  agent.action((options: Record<string, unknown>) => {
-    seen = options;
-  });
-  for (const c of [program, agent]) {
-    c.exitOverride();
-    c.configureOutput({ writeOut: () => undefined, writeErr: () => undefined });
-  }
-  program.parse(normalizeArgv(['agent', ...args]), { from: 'user' });
-  assert.ok(seen !== undefined, 'the agent action did not run');
-  return seen;
-}
 
 describe('UNSUPPORTED_FLAGS', () => {
   it('lists exactly the flanneld flags weft refuses', () => {
@@ -46,7 +29,7 @@ describe('UNSUPPORTED_FLAGS', () => {
   });
 
   it('each is a hidden option of `weft agent` (so that it reaches the refusal instead of "unknown option")', () => {
-    const agent = buildProgram().commands.find((c) => c.name() === 'agent') as Command;
+    const agent = agentCommand(buildProgram());
     for (const name of Object.keys(UNSUPPORTED_FLAGS)) {
       const option = agent.options.find((o) => o.long === `--${name}`);
       assert.ok(option !== undefined, name);

@@ -10,9 +10,9 @@ import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import type { Command } from 'commander';
 
 import { buildProgram, normalizeArgv } from '../../src/cli/main';
+import { agentCommand, parseAgent } from '../agent-options';
 
 // dist/test/unit -> repository root
 const ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -53,29 +53,6 @@ describe('normalizeArgv', () => {
     assert.deepEqual(input, ['agent', '-iface=eth0', '-v=2']);
   });
 });
-
-function agentCommand(program: Command): Command {
-  const agent = program.commands.find((c) => c.name() === 'agent');
-  assert.ok(agent !== undefined, 'no agent subcommand');
-  return agent;
-}
-
-/** Parses `weft agent <args>` as main() does, but records the options instead of running the agent. */
-function parseAgent(args: string[]): Record<string, unknown> {
-  const program = buildProgram();
-  const agent = agentCommand(program);
-  let seen: Record<string, unknown> | undefined;
-  agent.action((options: Record<string, unknown>) => {
-    seen = options;
-  });
-  for (const c of [program, agent]) {
-    c.exitOverride();
-    c.configureOutput({ writeOut: () => undefined, writeErr: () => undefined });
-  }
-  program.parse(normalizeArgv(['agent', ...args]), { from: 'user' });
-  assert.ok(seen !== undefined, 'the agent action did not run');
-  return seen;
-}
 
 describe('buildProgram', () => {
   it('Go-style flags reach the agent as the options they name', () => {

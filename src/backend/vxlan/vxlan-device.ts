@@ -17,7 +17,7 @@ import { ConfigError, StateError } from '../../errors';
 import type { HostLedger } from '../../host/ledger';
 import { linkDetails, type LinkDetails } from '../../host/kernel-state';
 import type { Logger } from '../../log';
-import { formatIpv4, prefixContains, type Ipv4Prefix } from '../../net/ipv4';
+import { formatIpv4, parseCidr, prefixContains, type Ipv4Prefix } from '../../net/ipv4';
 import { ip } from '../../sys/exec';
 
 export interface VxlanDeviceSpec {
@@ -108,18 +108,16 @@ export async function ensureVxlanDevice(spec: VxlanDeviceSpec, ledger: HostLedge
  * outside the network are left alone.
  */
 export async function configureVxlanDevice(name: string, address: number, network: Ipv4Prefix, expectedMac: string): Promise<void> {
-  const json = await ip(['-j', '-4', 'addr', 'show', 'dev', name]);
-  const infos = (JSON.parse(json === '' ? '[]' : json) as Array<{ addr_info?: Array<{ local?: string; prefixlen?: number }> }>)[0]?.addr_info ?? [];
-  for (const a of infos) {
-    if (a.local === undefined) continue;
-    const same = a.local === formatIpv4(address) && a.prefixlen === 32;
-    const addr = a.local.split('.').reduce((n, o) => ((n << 8) | Number(o)) >>> 0, 0);
-    if (!same && prefixContains(network, addr)) await ip(['addr', 'del', `${a.local}/${a.prefixlen ?? 32}`, 'dev', name]);
-  }
-  await ip(['addr', 'replace', `${formatIpv4(address)}/32`, 'dev', name]);
-  await ip(['link', 'set', name, 'up']);
+  // one read gives the MAC and the addresses; neither an address change nor link up changes the MAC
   const details = await linkDetails(name);
   if (details?.mac !== expectedMac) {
     throw new StateError(`${name}'s MAC is ${details?.mac ?? 'unknown'} but the lease publishes ${expectedMac}; something changed it`);
   }
+  const wanted = `${formatIpv4(address)}/32`;
+  for (const text of details.addresses) {
+    const cidr = parseCidr(text);
+    if (text !== wanted && cidr !== undefined && prefixContains(network, cidr.address)) await ip(['addr', 'del', text, 'dev', name]);
+  }
+  await ip(['addr', 'replace', wanted, 'dev', name]);
+  await ip(['link', 'set', name, 'up']);
 }
