@@ -21,6 +21,31 @@
         "-D_FORTIFY_SOURCE=2"
       ],
       "ldflags": ["-Wl,-z,relro", "-Wl,-z,now"]
+    },
+    {
+      "target_name": "weft-cni",
+      "type": "executable",
+      "sources": [
+        "native/cni/main.c",
+        "native/cni/commands.c",
+        "native/cni/netconf.c",
+        "native/cni/subnet_env.c",
+        "native/cni/delegate.c",
+        "native/cni/record.c",
+        "native/cni/invoke.c",
+        "native/cni/error.c",
+        "native/cni/version.c"
+      ],
+      "cflags_c": [
+        "-std=gnu11",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-fstack-protector-strong",
+        "-D_FORTIFY_SOURCE=2"
+      ],
+      "libraries": ["-ljansson"],
+      "ldflags": ["-Wl,-z,relro", "-Wl,-z,now"]
     }
   ]
 }

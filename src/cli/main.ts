@@ -3,6 +3,7 @@
  *   weft agent   run one host of the overlay
  *   weft demo    build a two-host overlay in network namespaces and show traffic crossing it
  *   weft bench   compare weft with plain routing and the kernel's vxlan (bench/harness)
+ *   weft cni     install weft's CNI plugin (bin/weft-cni) for container runtimes
  *
  * flanneld's flags are written Go-style (`-iface=eth0`, `--iface eth0`,
  * `-v=2`); all of those forms are accepted.
@@ -15,9 +16,7 @@ import { createLogger } from '../log';
 import { addAgentCommand, intIn } from './agent-command';
 import { addBenchCommand } from '../../bench';
 import { runDemo } from './demo';
-
-
-
+import { addCniCommand } from './cni-command';
 
 /** Long option names of every subcommand (without dashes), for normalizeArgv. */
 function knownLongOptions(program: Command = buildProgram()): Set<string> {
@@ -30,7 +29,7 @@ function knownLongOptions(program: Command = buildProgram()): Set<string> {
   return names;
 }
 
-const SUBCOMMANDS = new Set(['agent', 'cleanup', 'demo', 'bench']);
+const SUBCOMMANDS = new Set(['agent', 'cleanup', 'demo', 'bench', 'cni']);
 
 /**
  * Go's flag package takes `-name=value` and `-name value` with one dash;
@@ -115,6 +114,8 @@ export function buildProgram(): Command {
     });
 
   addBenchCommand(program);
+
+  addCniCommand(program);
 
   return program;
 }
