@@ -147,6 +147,25 @@ export class Lab {
     return lab;
   }
 
+  /**
+   * A bare namespace `<prefix>-<tag>` (only `lo`, up) that destroy() deletes
+   * with the others: e.g. a container's network namespace for a CNI plugin.
+   * Returns its name.
+   */
+  async addNamespace(tag: string): Promise<string> {
+    const name = `${this.prefix}-${tag}`;
+    await this.addNs(name);
+    return name;
+  }
+
+  /** Deletes a namespace made by addNamespace() before the lab ends (a container that is gone). */
+  async deleteNamespace(name: string): Promise<void> {
+    const i = this.namespaces.indexOf(name);
+    if (i < 0) throw new Error(`${name} is not one of this lab's namespaces`);
+    await ip(['netns', 'del', name]);
+    this.namespaces.splice(i, 1);
+  }
+
   private async addNs(name: string): Promise<void> {
     await ip(['netns', 'add', name]);
     this.namespaces.push(name);
