@@ -1,15 +1,19 @@
 /**
- * `weft demo`: the newcomer's tour. Two hosts and a pod behind each, built
- * from network namespaces on this machine; a weft agent on each host; a ping
- * and a short iperf3 run from pod 1 to pod 2 through the overlay; the agents'
- * counters as proof that the traffic crossed weft; then everything removed.
+ * `weft demo`: the newcomer's tour. Two hosts built from network namespaces
+ * on this machine; a weft agent on each host; a pod behind each, attached by
+ * weft's CNI plugin (bin/weft-cni with the reference bridge and host-local, as
+ * a container runtime would run it); a ping and a short iperf3 run from pod 1
+ * to pod 2 through the overlay; the agents' counters as proof that the
+ * traffic crossed weft; then everything removed.
  */
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { WeftError } from '../errors';
 import { Lab, LAB_NETWORK } from '../lab/lab';
 import { LabAgent } from '../lab/lab-agent';
+import { REFERENCE_CNI_PLUGINS, resultAddress, runCni, WEFT_CNI_BIN } from '../lab/cni-call';
 import { formatIpv4, formatPrefix } from '../net/ipv4';
 import { readSubnetEnv } from '../subnet/subnet-env';
 import { run } from '../sys/exec';
@@ -35,6 +39,8 @@ async function requireTools(): Promise<void> {
       missing.push(`${tool} (apt-get install ${pkg})`);
     }
   }
+  if (!existsSync(path.join(REFERENCE_CNI_PLUGINS, 'bridge'))) missing.push(`the CNI plugins in ${REFERENCE_CNI_PLUGINS} (apt-get install containernetworking-plugins)`);
+  if (!existsSync(WEFT_CNI_BIN)) missing.push(`${WEFT_CNI_BIN} (npm install builds it)`);
   if (missing.length > 0) throw new WeftError('WEFT_ERR_USAGE', `weft demo needs: ${missing.join(', ')}`);
 }
 
@@ -44,6 +50,16 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   const dir = await mkdtemp(path.join(tmpdir(), 'weft-demo-'));
   let lab: Lab | undefined;
   const agents: LabAgent[] = [];
+  const pods: Array<{ hostNs: string; ns: string; id: string; ip: string; config: object }> = [];
+  const cniConfig = (subnetFile: string): object => ({
+    cniVersion: '1.0.0',
+    name: 'weft-demo',
+    type: 'flannel',
+    subnetFile,
+    dataDir: path.join(dir, 'cni-records'),
+    ipam: { dataDir: path.join(dir, 'cni-ipam') },
+    delegate: { isDefaultGateway: true },
+  });
   const onSignal = (): void => {
     say('interrupted: cleaning up');
     lab?.destroySync();
@@ -70,22 +86,30 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       const env = await readSubnetEnv(agent.subnetFile);
       if (env === undefined) throw new Error(`agent on host ${h.index} wrote no subnet file`);
       say(`  host ${h.index} leased ${formatPrefix(env.subnet)}; subnet.env: FLANNEL_SUBNET=${formatIpv4(env.address)}/${env.subnet.length} FLANNEL_MTU=${env.mtu}`);
-      await lab.addPod(h.index, formatPrefix(env.subnet), env.mtu, (line) => say(`  like the CNI plugin: ${line}`));
+      const podNs = await lab.addNamespace(`p${h.index}`);
+      const id = `weft-demo-pod-${h.index}`;
+      const config = cniConfig(agent.subnetFile);
+      const add = await runCni({ command: 'ADD', hostNs: h.ns, containerNs: podNs, containerId: id, config });
+      const podIp = resultAddress(add.json);
+      if (add.code !== 0 || podIp === undefined) throw new Error(`weft-cni ADD for pod ${h.index} failed: ${add.stdout}${add.stderr}`);
+      pods.push({ hostNs: h.ns, ns: podNs, id, ip: podIp, config });
+      say(`  pod ${h.index}: namespace ${podNs}, attached by weft's CNI plugin (bin/weft-cni ADD, as a container runtime runs it):`);
+      say(`    eth0 ${podIp}/${env.subnet.length} from host-local over the lease, behind bridge cni0 ${formatIpv4(env.subnet.network + 1)}, MTU ${env.mtu}`);
     }
-    const [h1, h2] = [lab.host(1), lab.host(2)];
+    const h1 = lab.host(1);
     await eventuallyRoutes(lab, h1.ns, 1);
     say(`host 1's routes (from /routes): ${await lab.exec(h1.ns, 'curl', ['-s', 'http://127.0.0.1:9901/routes'])}`.trim());
-    const pod1 = h1.podNs as string;
-    const pod2 = h2.podNs as string;
+    const [p1, p2] = pods as [(typeof pods)[0], (typeof pods)[0]];
+    const [pod1, pod2] = [p1.ns, p2.ns];
 
-    say(`\n-- ping pod ${h1.podIp} (host 1) -> pod ${h2.podIp} (host 2) --`);
-    const ping = await lab.exec(pod1, 'ping', ['-c', '4', '-i', '0.2', '-W', '2', h2.podIp], { timeoutMs: 15_000 });
+    say(`\n-- ping pod ${p1.ip} (host 1) -> pod ${p2.ip} (host 2) --`);
+    const ping = await lab.exec(pod1, 'ping', ['-c', '4', '-i', '0.2', '-W', '2', p2.ip], { timeoutMs: 15_000 });
     say(ping.trim().split('\n').map((l) => `  ${l}`).join('\n'));
 
     say(`\n-- iperf3 TCP, ${options.seconds} s, pod 1 -> pod 2 --`);
-    const server = lab.spawn(pod2, 'iperf3', ['-s', '-1', '-B', h2.podIp]);
+    const server = lab.spawn(pod2, 'iperf3', ['-s', '-1', '-B', p2.ip]);
     await waitForPort(lab, pod2, 5201);
-    const out = await lab.exec(pod1, 'iperf3', ['-c', h2.podIp, '-t', String(options.seconds), '-J'], {
+    const out = await lab.exec(pod1, 'iperf3', ['-c', p2.ip, '-t', String(options.seconds), '-J'], {
       timeoutMs: (options.seconds + 15) * 1000,
     });
     server.kill();
@@ -105,7 +129,11 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     for (const a of agents) say(`--- agent log (${a.ns}) ---\n${a.log()}`);
     return 1;
   } finally {
-    say('\ncleaning up: stopping agents, deleting namespaces');
+    say('\ncleaning up: weft-cni DEL for each pod (its address goes back to host-local), stopping agents, deleting namespaces');
+    for (const p of pods) {
+      const del = await runCni({ command: 'DEL', hostNs: p.hostNs, containerNs: p.ns, containerId: p.id, config: p.config });
+      if (del.code !== 0) say(`  weft-cni DEL for ${p.ns} failed: ${del.stdout}${del.stderr}`);
+    }
     for (const a of agents) await a.stop();
     if (options.showLogs) for (const a of agents) say(`--- agent log (${a.ns}) ---\n${a.log()}`);
     await lab?.destroy();
