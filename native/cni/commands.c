@@ -34,8 +34,18 @@ static void undo_add(const struct cni_env *env, const struct netconf *nc, const 
     return;
   }
   /* keep the record: the runtime's DEL after this failed ADD can still release what the delegate made */
+  char earlier[sizeof(err->details)];
+  snprintf(earlier, sizeof(earlier), "%s", err->details);
   cni_details(err, "%s%sthe delegate's DEL after the failed ADD failed too (%s); the runtime's DEL will retry it",
-              err->details, err->details[0] != '\0' ? "; " : "", undo_err.msg);
+              earlier, earlier[0] != '\0' ? "; " : "", undo_err.msg);
+}
+
+/* Puts an earlier ADD's record back after a repeated ADD failed. */
+static void restore_record(const struct netconf *nc, const char *container_id, json_t *earlier) {
+  struct cni_error ignored;
+  if (record_save(nc->data_dir, container_id, earlier, &ignored) < 0) {
+    fprintf(stderr, "weft-cni: cannot restore the saved config of container %s: %s\n", container_id, ignored.msg);
+  }
 }
 
 int cmd_add(const struct cni_env *env, const struct netconf *nc, struct cni_error *err) {
@@ -47,25 +57,24 @@ int cmd_add(const struct cni_env *env, const struct netconf *nc, struct cni_erro
   char path[PATH_MAX];
   int rc = -1;
   json_t *record = NULL;
+  json_t *existing = NULL;
   if (delegate_type(config, &type, err) < 0 || delegate_find(type, env->path, path, sizeof(path), err) < 0) goto out;
   if (record_lock(nc->data_dir, false, err) < 0) goto out;
 
-  /* an earlier ADD of this attachment that was never deleted: a failure now must not undo it */
-  bool repeated = false;
-  json_t *existing = NULL;
-  if (record_load(nc->data_dir, env->container_id, &existing, err) == 0 && existing != NULL) {
-    repeated = true;
+  /* an earlier ADD of this attachment that was never deleted: a failure now must not undo it, and
+   * its record is put back so that DEL still replays what that ADD did */
+  struct cni_error load_err;
+  if (record_load(nc->data_dir, env->container_id, &existing, &load_err) == 0 && existing != NULL) {
     const char *other = record_ifname(existing);
-    bool clash = other != NULL && strcmp(other, env->ifname) != 0;
-    if (clash) {
+    if (other != NULL && strcmp(other, env->ifname) != 0) {
       cni_fail(err, CNI_ERR_INVALID_CONFIG,
                "container %s is already attached to network %s as %s: one attachment per container and network "
                "(DEL it first)",
                env->container_id, nc->name, other);
+      goto out;
     }
-    json_decref(existing);
-    if (clash) goto out;
   }
+  bool repeated = existing != NULL;
 
   record = json_deep_copy(config);
   json_object_set_new(record, RECORD_ATTACHMENT_KEY, json_pack("{s:s}", "ifname", env->ifname));
@@ -74,6 +83,7 @@ int cmd_add(const struct cni_env *env, const struct netconf *nc, struct cni_erro
   struct delegate_run run;
   if (delegate_call(type, env->path, "ADD", NULL, 0, config, &run, err) < 0) {
     if (!repeated) undo_add(env, nc, type, config, err);
+    else restore_record(nc, env->container_id, existing);
     goto out;
   }
   json_t *result = json_loadb(run.output, run.output_len, 0, NULL);
@@ -84,11 +94,13 @@ int cmd_add(const struct cni_env *env, const struct netconf *nc, struct cni_erro
     cni_details(err, "%.2000s", run.output);
     free(run.output);
     if (!repeated) undo_add(env, nc, type, config, err);
+    else restore_record(nc, env->container_id, existing);
     goto out;
   }
   rc = print_json_bytes(run.output, run.output_len);
   free(run.output);
 out:
+  if (existing != NULL) json_decref(existing);
   if (record != NULL) json_decref(record);
   json_decref(config);
   return rc;
@@ -275,7 +287,10 @@ int cmd_gc(const struct cni_env *env, const struct netconf *nc, struct cni_error
     json_t *record = NULL;
     struct cni_error one = {0};
     if (record_load(nc->data_dir, name, &record, &one) < 0 || record == NULL) continue;
-    bool keep = attachment_valid(valid, name, record_ifname(record));
+    /* the data dir may hold other networks' records (flannel's default one is shared): not ours to judge */
+    json_t *net = json_object_get(record, "name");
+    bool other_network = nc->name != NULL && json_is_string(net) && strcmp(json_string_value(net), nc->name) != 0;
+    bool keep = other_network || attachment_valid(valid, name, record_ifname(record));
     json_decref(record);
     if (keep) continue;
     if (collect_one(env, nc, name, &one) == 0) {

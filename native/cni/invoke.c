@@ -158,8 +158,23 @@ int delegate_exec(const char *path, const char *command, const struct env_overri
   }
   run->output[run->output_len] = '\0';
 reap:;
+  /* the delegate must not wait on us: it sees EOF on stdin, and is killed if we gave up reading it */
+  if (in_pipe[1] >= 0) {
+    close(in_pipe[1]);
+    in_pipe[1] = -1;
+  }
+  if (out_pipe[0] >= 0) {
+    kill(pid, SIGKILL);
+    close(out_pipe[0]);
+    out_pipe[0] = -1;
+  }
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  pid_t waited;
+  while ((waited = waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
+  }
+  if (waited < 0) {
+    cni_fail(err, CNI_ERR_INTERNAL, "cannot learn how the delegate plugin %s ended: waitpid: %s", path, strerror(errno));
+    goto out;
   }
   int exec_errno = 0;
   if (read(exec_pipe[0], &exec_errno, sizeof(exec_errno)) == (ssize_t)sizeof(exec_errno)) {

@@ -32,7 +32,7 @@ static char *read_stdin(size_t *len, struct cni_error *err) {
   *len = 0;
   while (buf != NULL) {
     if (*len + 1 >= cap) {
-      if (cap > MAX_STDIN_BYTES) {
+      if (cap >= MAX_STDIN_BYTES) {
         free(buf);
         cni_fail(err, CNI_ERR_DECODING, "the network configuration on stdin is larger than %u bytes", MAX_STDIN_BYTES);
         return NULL;
@@ -90,14 +90,21 @@ static int check_environment(enum command cmd, const struct cni_env *env, struct
     if (require_env("CNI_IFNAME", env->ifname, err) < 0) return -1;
     if (!valid_ifname(env->ifname)) {
       return cni_fail(err, CNI_ERR_INVALID_ENVIRONMENT,
-                      "CNI_IFNAME \"%s\" is not an interface name: 1 to 15 bytes, no '/', ':' or spaces", env->ifname);
+                      "CNI_IFNAME \"%s\" is not an interface name: 1 to 15 printable ASCII bytes, no '/', ':' or spaces", env->ifname);
     }
   }
   if ((cmd == CMD_ADD || cmd == CMD_CHECK) && require_env("CNI_NETNS", env->netns, err) < 0) return -1;
   return require_env("CNI_PATH", env->path, err);
 }
 
+/* Versions older than weft-cni supports that flannel's plugin accepts: DEL takes them, so that no
+ * attachment made by an older plugin is stranded (DEL replays the saved config anyway). */
+static bool legacy_version(const char *v) {
+  return v == NULL || strcmp(v, "0.1.0") == 0 || strcmp(v, "0.2.0") == 0 || strcmp(v, "0.3.0") == 0;
+}
+
 static int check_version(enum command cmd, const struct netconf *nc, struct cni_error *err) {
+  if (cmd == CMD_DEL && legacy_version(nc->cni_version)) return 0;
   if (nc->cni_version == NULL) {
     return cni_fail(err, CNI_ERR_INCOMPATIBLE_VERSION,
                     "the network configuration has no \"cniVersion\": weft-cni supports 0.3.1, 0.4.0, 1.0.0 and 1.1.0");
@@ -128,6 +135,8 @@ static int version_command(const char *input, size_t len) {
 
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
+  /* a runtime may start us with SIGCHLD ignored; then waitpid could not report the delegate's exit status */
+  signal(SIGCHLD, SIG_DFL);
   struct cni_env env = {
       .command = getenv("CNI_COMMAND"),
       .container_id = getenv("CNI_CONTAINERID"),
@@ -167,7 +176,7 @@ int main(int argc, char **argv) {
   if (check_environment(cmd, &env, &err) < 0) goto out;
   if (netconf_parse(input, len, &nc, &err) < 0) goto out;
   if (check_version(cmd, &nc, &err) < 0) goto out;
-  version = nc.cni_version;
+  if (nc.cni_version != NULL && cni_version_supported(nc.cni_version)) version = nc.cni_version;
   switch (cmd) {
     case CMD_ADD: rc = cmd_add(&env, &nc, &err); break;
     case CMD_DEL: rc = cmd_del(&env, &nc, &err); break;

@@ -5,6 +5,7 @@
  *    "delegate": {...}, "ipam": {...}, "runtimeConfig": {...}, "prevResult": {...}}
  * Only the shapes are checked here; what each command needs is checked where it is used.
  */
+#include <limits.h>
 #include <string.h>
 
 #include "cni.h"
@@ -33,6 +34,11 @@ static int path_member(json_t *root, const char *key, const char *fallback, cons
   if (s[0] != '/') {
     return cni_fail(err, CNI_ERR_INVALID_CONFIG, "network configuration field \"%s\" is \"%s\": it must be an absolute path",
                     key, s);
+  }
+  /* room for "/<container ID>" and temp-file names: a path must never be cut short */
+  if (strlen(s) > PATH_MAX - NAME_MAX - 2) {
+    return cni_fail(err, CNI_ERR_INVALID_CONFIG, "network configuration field \"%s\" is longer than %d bytes", key,
+                    PATH_MAX - NAME_MAX - 2);
   }
   *out = s;
   return 0;

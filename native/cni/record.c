@@ -38,27 +38,9 @@ bool valid_ifname(const char *name) {
   if (n == 0 || n > 15 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) return false;
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)name[i];
-    if (c == '/' || c == ':' || isspace(c) || c < 0x20) return false;
+    if (c == '/' || c == ':' || c <= 0x20 || c >= 0x7f) return false; /* printable ASCII, as runtimes name interfaces */
   }
   return true;
-}
-
-static int mkdir_all(const char *dir, struct cni_error *err) {
-  char path[PATH_MAX];
-  if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
-    return cni_fail(err, CNI_ERR_INVALID_CONFIG, "dataDir %s is too long", dir);
-  }
-  for (char *p = path + 1;; p++) {
-    if (*p != '/' && *p != '\0') continue;
-    char saved = *p;
-    *p = '\0';
-    if (mkdir(path, 0700) < 0 && errno != EEXIST) {
-      return cni_fail(err, CNI_ERR_IO, "cannot create the data directory %s: %s", path, strerror(errno));
-    }
-    *p = saved;
-    if (saved == '\0') break;
-  }
-  return 0;
 }
 
 static int sync_dir(const char *dir, struct cni_error *err) {
@@ -71,11 +53,35 @@ static int sync_dir(const char *dir, struct cni_error *err) {
   return 0;
 }
 
+static int mkdir_all(const char *dir, struct cni_error *err) {
+  char path[PATH_MAX];
+  if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path)) {
+    return cni_fail(err, CNI_ERR_INVALID_CONFIG, "dataDir %s is too long", dir);
+  }
+  for (char *p = path + 1;; p++) {
+    if (*p != '/' && *p != '\0') continue;
+    char saved = *p;
+    *p = '\0';
+    if (mkdir(path, 0700) == 0) {
+      /* make the new directory's entry durable in its parent */
+      char *slash = strrchr(path, '/');
+      char parent[PATH_MAX];
+      snprintf(parent, sizeof(parent), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+      if (sync_dir(parent, err) < 0) return -1;
+    } else if (errno != EEXIST) {
+      return cni_fail(err, CNI_ERR_IO, "cannot create the data directory %s: %s", path, strerror(errno));
+    }
+    *p = saved;
+    if (saved == '\0') break;
+  }
+  return 0;
+}
+
 int record_lock(const char *data_dir, bool exclusive, struct cni_error *err) {
   if (mkdir_all(data_dir, err) < 0) return -1;
   char path[PATH_MAX];
   snprintf(path, sizeof(path), "%s/%s", data_dir, LOCK_NAME);
-  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return cni_fail(err, CNI_ERR_IO, "cannot open the lock file %s: %s", path, strerror(errno));
   while (flock(fd, exclusive ? LOCK_EX : LOCK_SH) < 0) {
     if (errno == EINTR) continue;
@@ -92,7 +98,8 @@ int record_save(const char *data_dir, const char *container_id, json_t *record, 
   snprintf(tmp, sizeof(tmp), "%s/.%s.%ld.tmp", data_dir, container_id, (long)getpid());
   char *text = json_dumps(record, JSON_COMPACT);
   if (text == NULL) return cni_fail(err, CNI_ERR_INTERNAL, "cannot serialise the delegate config");
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  unlink(tmp); /* a leftover of a process with the same PID: never write through it */
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     int e = errno;
     free(text);
@@ -120,18 +127,22 @@ int record_load(const char *data_dir, const char *container_id, json_t **record,
   char path[PATH_MAX];
   snprintf(path, sizeof(path), "%s/%s", data_dir, container_id);
   *record = NULL;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT || errno == ENOTDIR) return 0;
     return cni_fail(err, CNI_ERR_IO, "cannot open the saved delegate config %s: %s", path, strerror(errno));
+  }
+  struct stat st;
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return cni_fail(err, CNI_ERR_DECODING, "the saved delegate config %s is not a regular file", path);
   }
   FILE *f = fdopen(fd, "r");
   if (f == NULL) {
     close(fd);
     return cni_fail(err, CNI_ERR_INTERNAL, "out of memory");
   }
-  struct stat st;
-  if (fstat(fd, &st) == 0 && (size_t)st.st_size > MAX_RECORD_BYTES) {
+  if ((size_t)st.st_size > MAX_RECORD_BYTES) {
     fclose(f);
     return cni_fail(err, CNI_ERR_DECODING, "the saved delegate config %s is larger than %u bytes", path, MAX_RECORD_BYTES);
   }

@@ -137,6 +137,9 @@ static int add_networks(struct subnet_env *env, char *value, int family, const c
 
 int subnet_env_parse(const char *text, size_t len, const char *path, struct subnet_env *env, struct cni_error *err) {
   memset(env, 0, sizeof(*env));
+  if (memchr(text, '\0', len) != NULL) {
+    return cni_fail(err, CNI_ERR_INVALID_CONFIG, "%s contains a NUL byte: it is not a subnet file", path);
+  }
   struct seen seen = {0};
   char *copy = strndup(text, len);
   if (copy == NULL) return cni_fail(err, CNI_ERR_INTERNAL, "out of memory");

@@ -248,6 +248,28 @@ describe('weft-cni invoked as a runtime invokes it: two hosts, real delegates', 
     assert.equal((await del(keep)).code, 0);
   });
 
+  for (const cniVersion of ['0.3.1', '0.4.0']) {
+    test(`CNI ${cniVersion}: the real bridge answers ADD in that version's format; DEL releases`, async () => {
+      const h1 = hosts[0] as HostSetup;
+      const ns = await lab.addNamespace(`c-v${cniVersion.replace(/\./g, '')}`);
+      const id = `version${cniVersion.replace(/\./g, '')}0123456789abcdef`;
+      const conf = config(h1, { cniVersion });
+      const add = await runCni({ command: 'ADD', hostNs: h1.ns, containerNs: ns, containerId: id, config: conf });
+      assert.equal(add.code, 0, `ADD: ${add.stdout}`);
+      assert.equal(add.json?.['cniVersion'], cniVersion);
+      const ips = add.json?.['ips'] as Array<{ version?: string; address: string }>;
+      // 0.3.x and 0.4.0 results name the IP version; 1.0.0 dropped it
+      assert.equal(ips[0]?.version, '4', `ips: ${JSON.stringify(ips)}`);
+      const address = (ips[0]?.address ?? '').split('/')[0] as string;
+      assert.ok(inside(address, h1.lease.subnet), `${address} in the lease`);
+      const check = await runCni({ command: 'CHECK', hostNs: h1.ns, containerNs: ns, containerId: id, config: { ...conf, prevResult: add.json } });
+      if (cniVersion === '0.4.0') assert.equal(check.code, 0, `CHECK: ${check.stdout}`);
+      else assert.equal(cniError(check).code, 1, 'CHECK needs 0.4.0');
+      assert.equal((await runCni({ command: 'DEL', hostNs: h1.ns, containerNs: ns, containerId: id, config: conf })).code, 0);
+      assert.equal(allocatedAddresses(h1.ipamDir, network).includes(address), false);
+    });
+  }
+
   test('concurrent ADDs for many containers on one host are safe', async () => {
     const h2 = hosts[1] as HostSetup;
     const n = 8;

@@ -232,8 +232,10 @@ class Lab {
     return env;
   }
 
-  run(command: string | undefined, config: JsonObject | string, changes: EnvChanges = {}): PluginRun {
-    const r = spawnSync(PLUGIN, [], {
+  /** Runs the plugin; `via` runs it through a launcher (e.g. `env --ignore-signal=CHLD`), which ends with the plugin's path. */
+  run(command: string | undefined, config: JsonObject | string, changes: EnvChanges = {}, via: readonly string[] = []): PluginRun {
+    const [file, ...args] = via.length > 0 ? [...via, PLUGIN] : [PLUGIN];
+    const r = spawnSync(file as string, args, {
       cwd: this.dir,
       env: this.env(command, changes),
       input: typeof config === 'string' ? config : JSON.stringify(config),
@@ -918,5 +920,94 @@ describe('weft-cni: concurrency', () => {
       const deleted = lab.calls().filter((c) => c.command === 'DEL').map((c) => c.containerId ?? '-');
       assert.deepEqual(deleted.sort(), [...ids].sort(), 'one delegate DEL per container');
       assert.deepEqual(ids.filter((id) => lab.hasRecord(id)), [], 'every record is removed');
+    }));
+});
+
+describe('weft-cni: unusual callers, delegates and files', () => {
+  it('a runtime that starts it with SIGCHLD ignored still gets the delegate failure', () =>
+    withLab((lab) => {
+      const failing = { RECORDING_DELEGATE_FAIL_ON: 'ADD DEL' };
+      assertCniError(lab.run('ADD', lab.netconf(), failing, ['env', '--ignore-signal=CHLD']), 7, ['boom']);
+      assert.equal(lab.hasRecord(), true, 'the undo DEL failed too, so the record stays for the runtime\'s DEL');
+    }));
+
+  it('names that are not UTF-8 still give an error with a msg', () =>
+    withLab((lab) => {
+      for (const variable of ['CNI_CONTAINERID', 'CNI_IFNAME']) {
+        const launcher = ['sh', '-c', `${variable}="$(printf 'eth\\351')"; export ${variable}; exec "$0"`];
+        const error = assertCniError(lab.run('ADD', lab.netconf(), {}, launcher), 4, [variable, 'eth?']);
+        assert.ok(error.msg.length > 0);
+      }
+      assertDelegateNotRun(lab);
+    }));
+
+  it('a delegate that closes stdout before reading a large config does not hang the plugin', () =>
+    withLab((lab) => {
+      const script = path.join(lab.binDir, 'bridge');
+      writeFileSync(script, '#!/bin/sh\nexec 1>&-\nsleep 0.2\ncat >/dev/null\nexit 0\n');
+      chmodSync(script, 0o755);
+      const big = { runtimeConfig: { blob: 'x'.repeat(200_000) } };
+      const started = Date.now();
+      assertCniError(lab.run('ADD', lab.netconf(big)), 6, ['no JSON result']);
+      assert.ok(Date.now() - started < RUN_TIMEOUT_MS / 2, 'it finished');
+      assert.equal(lab.hasRecord(), false, 'undone: its DEL succeeded');
+    }));
+
+  it('a repeated ADD that fails puts the earlier record back', () =>
+    withLab((lab) => {
+      lab.add();
+      const earlier = lab.readRecord();
+      lab.writeSubnetEnv(SUBNET_ENV.replace('10.244.3.1/24', '10.244.9.1/24'));
+      assertCniError(lab.run('ADD', lab.netconf(), { RECORDING_DELEGATE_FAIL_ON: 'ADD' }), 7, ['boom']);
+      assert.deepEqual(lab.readRecord(), earlier, 'DEL will replay what the earlier ADD did');
+      assert.deepEqual(lab.callSummary(), [`ADD ${CONTAINER_ID} eth0`, `ADD ${CONTAINER_ID} eth0`], 'no undo DEL');
+    }));
+
+  it("GC leaves other networks' records in a shared data directory alone", () =>
+    withLab((lab) => {
+      lab.add();
+      const valid = { 'cni.dev/valid-attachments': [] };
+      assertOk(lab.run('GC', lab.netconf({ cniVersion: '1.1.0', name: 'another-network', ...valid })));
+      assert.equal(lab.hasRecord(), true);
+      assert.deepEqual(lab.callSummary(), [`ADD ${CONTAINER_ID} eth0`]);
+      assertOk(lab.run('GC', lab.netconf({ cniVersion: '1.1.0', ...valid })));
+      assert.equal(lab.hasRecord(), false, 'its own network\'s GC releases it');
+    }));
+
+  it('DEL accepts the old versions flannel\'s plugin accepts, so nothing is stranded; ADD does not', () =>
+    withLab((lab) => {
+      for (const cniVersion of ['0.2.0', undefined]) {
+        lab.add();
+        const conf = lab.netconf();
+        if (cniVersion === undefined) delete conf['cniVersion'];
+        else conf['cniVersion'] = cniVersion;
+        assertOk(lab.run('DEL', conf));
+        assert.equal(lab.hasRecord(), false, `DEL with cniVersion ${cniVersion ?? '(none)'} replayed the record`);
+      }
+      assertCniError(lab.run('ADD', lab.netconf({ cniVersion: '0.2.0' })), 1, ['0.2.0']);
+    }));
+
+  it('a subnet.env with a NUL byte is refused, not read up to it', () =>
+    withLab((lab) => {
+      lab.writeSubnetEnv(`${SUBNET_ENV}\0FLANNEL_SUBNET=10.244.9.1/24\n`);
+      assertCniError(lab.run('ADD', lab.netconf()), 7, ['NUL']);
+      assertDelegateNotRun(lab);
+    }));
+
+  it('a dataDir too long to hold a record path is refused', () =>
+    withLab((lab) => {
+      assertCniError(lab.run('ADD', lab.netconf({ dataDir: `/${'d'.repeat(3900)}` })), 7, ['dataDir', 'longer than']);
+      assertDelegateNotRun(lab);
+    }));
+
+  it('a record that is not a regular file (a FIFO) does not block DEL', () =>
+    withLab((lab) => {
+      mkdirSync(lab.dataDir, { recursive: true });
+      const fifo = spawnSync('mkfifo', [lab.recordFile()]);
+      assert.equal(fifo.status, 0);
+      const run = lab.run('DEL', lab.netconf());
+      assertOk(run);
+      assert.match(run.stderr, /not a regular file/);
+      assertDelegateNotRun(lab);
     }));
 });
