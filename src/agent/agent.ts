@@ -38,7 +38,7 @@ import type { SubnetManager } from '../subnet/subnet-manager';
 import { createTrafficRules } from '../traffic/traffic-rules';
 import { BlackholeRoute } from './blackhole-route';
 import { HealthServer } from './health-server';
-import { PeerFeed } from './peer-feed';
+import { PeerFeed, type IgnoredReason } from './peer-feed';
 import { ServiceNotifier } from './service-notify';
 
 export interface AgentOptions extends SubnetManagerOptions {
@@ -226,7 +226,13 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
     }
 
     // --- routes follow the other hosts' leases; this host's lease is kept alive
-    const feed = new PeerFeed(running, { own: lease.subnet, network: config.network, log });
+    const feed = new PeerFeed(running, {
+      own: lease.subnet,
+      network: config.network,
+      ...(manager.leasesHaveSubnetLen ? { subnetLen: config.subnetLen } : {}),
+      log,
+    });
+    registerIgnoredLeases(registry, feed);
     const lostLease = (reason: string): void => void shutdown(reason, EXIT_OK);
     const watch = await manager.watchLeases(lease, { sink: (leases, why) => feed.apply(leases, why), onOwnLeaseLost: lostLease });
     onCleanup('lease watch', () => watch.stop());
@@ -304,6 +310,23 @@ function registerAgentMetrics(registry: Registry, isReady: () => boolean, routeC
     registers: [registry],
     collect() {
       this.set(routeCount());
+    },
+  });
+}
+
+/** weft_leases_ignored{reason}: other hosts' leases left out of the routes now, and why. */
+function registerIgnoredLeases(registry: Registry, feed: PeerFeed): void {
+  const reasons: readonly IgnoredReason[] = [
+    'outside_network', 'overlaps_own_subnet', 'subnet_length', 'bogus_public_ip', 'overlaps_other_lease', 'unusable_by_backend',
+  ];
+  new Gauge({
+    name: 'weft_leases_ignored',
+    help: 'Leases of other hosts that are not routed, by reason (each is named once in the log)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      const now = feed.ignored();
+      for (const reason of reasons) this.set({ reason }, now.get(reason) ?? 0);
     },
   });
 }

@@ -13,6 +13,12 @@ import { leaseBackendType, type Lease } from '../subnet/lease';
 export interface PeerFeedOptions {
   readonly own: Ipv4Prefix;
   readonly network: Ipv4Prefix;
+  /**
+   * The length every genuine lease has (net-conf.json's SubnetLen, when the
+   * leases come from a store that allocates them); a lease of another length
+   * is ignored. Undefined: any length (static peers).
+   */
+  readonly subnetLen?: number;
   readonly log: Logger;
   /** Called after every delivery has reached the backend. */
   readonly onApplied?: (peers: readonly Peer[], report: ApplyReport) => void;
@@ -29,11 +35,74 @@ export function peerOf(lease: Lease): Peer {
   };
 }
 
-/** Why a lease cannot be a peer of this host whatever the backend, or undefined. Pure. */
-export function leaseProblem(lease: Lease, network: Ipv4Prefix, own: Ipv4Prefix): string | undefined {
-  if (!prefixCovers(network, lease.subnet)) return `its subnet is outside the cluster network ${formatPrefix(network)}`;
-  if (prefixesOverlap(own, lease.subnet)) return `its subnet overlaps this host's own subnet ${formatPrefix(own)}`;
+/** Why leases are ignored, as the `reason` label of weft_leases_ignored. */
+export type IgnoredReason =
+  | 'outside_network' | 'overlaps_own_subnet' | 'subnet_length' | 'bogus_public_ip' | 'overlaps_other_lease' | 'unusable_by_backend';
+
+export interface LeaseProblem {
+  readonly reason: IgnoredReason;
+  readonly text: string;
+}
+
+/** Addresses no host can be reached at: this network, loopback, multicast, reserved and broadcast. */
+const BOGUS_PUBLIC_IPS: readonly Ipv4Prefix[] = [
+  { network: 0x00000000, length: 8 },
+  { network: 0x7f000000, length: 8 },
+  { network: 0xe0000000, length: 4 },
+  { network: 0xf0000000, length: 4 },
+];
+
+/**
+ * Why a lease cannot be a peer of this host whatever the backend, or
+ * undefined. Pure. A lease someone else wrote may say anything: its subnet
+ * must lie in the cluster network and clear of this host's, and its public IP
+ * must be an address a host can have, outside the overlay (a public IP inside
+ * the cluster network would send the overlay's packets into itself).
+ */
+export function leaseProblem(lease: Lease, network: Ipv4Prefix, own: Ipv4Prefix, subnetLen?: number): LeaseProblem | undefined {
+  if (!prefixCovers(network, lease.subnet)) {
+    return { reason: 'outside_network', text: `its subnet is outside the cluster network ${formatPrefix(network)}` };
+  }
+  if (prefixesOverlap(own, lease.subnet)) {
+    return { reason: 'overlaps_own_subnet', text: `its subnet overlaps this host's own subnet ${formatPrefix(own)}` };
+  }
+  if (subnetLen !== undefined && lease.subnet.length !== subnetLen) {
+    // an allocator writes only SubnetLen leases: another length overlaps genuine ones or takes their place
+    return { reason: 'subnet_length', text: `its subnet is a /${lease.subnet.length}, but every lease of this network is a /${subnetLen} (SubnetLen)` };
+  }
+  const ip = lease.attrs.publicIp;
+  const single = { network: ip, length: 32 };
+  if (BOGUS_PUBLIC_IPS.some((p) => prefixCovers(p, single))) {
+    return { reason: 'bogus_public_ip', text: `its PublicIP ${formatIpv4(ip)} is not an address a host can be reached at` };
+  }
+  if (prefixCovers(network, single)) {
+    return { reason: 'bogus_public_ip', text: `its PublicIP ${formatIpv4(ip)} is inside the cluster network ${formatPrefix(network)}` };
+  }
   return undefined;
+}
+
+/**
+ * Leases whose subnets overlap another lease's, each with the other's subnet.
+ * Both sides of an overlap are left out: which one is genuine cannot be told,
+ * and a route for either would take the other's traffic. O(n log n).
+ */
+export function overlappingLeases(leases: readonly Lease[]): Map<Lease, Ipv4Prefix> {
+  const sorted = [...leases].sort((a, b) => a.subnet.network - b.subnet.network || a.subnet.length - b.subnet.length);
+  const out = new Map<Lease, Ipv4Prefix>();
+  let widest: Lease | undefined; // the lease reaching furthest among those seen so far
+  let widestEnd = -1;
+  for (const lease of sorted) {
+    const end = lease.subnet.network + 2 ** (32 - lease.subnet.length) - 1;
+    if (widest !== undefined && lease.subnet.network <= widestEnd) {
+      out.set(lease, widest.subnet);
+      if (!out.has(widest)) out.set(widest, lease.subnet);
+    }
+    if (end > widestEnd) {
+      widest = lease;
+      widestEnd = end;
+    }
+  }
+  return out;
 }
 
 export class PeerFeed {
@@ -42,6 +111,7 @@ export class PeerFeed {
   /** Last reason said per subnet (skipped or failed), so each is logged once. */
   private readonly said = new Map<string, string>();
   private current: readonly Peer[] = [];
+  private ignoredNow = new Map<IgnoredReason, number>();
 
   constructor(backend: Backend, options: PeerFeedOptions) {
     this.backend = backend;
@@ -53,19 +123,35 @@ export class PeerFeed {
     return this.current;
   }
 
+  /** How many of the leases of the last delivery were left out, by reason. */
+  ignored(): ReadonlyMap<IgnoredReason, number> {
+    return this.ignoredNow;
+  }
+
   /** Turns the lease set into peers and applies them. Calls must not overlap (the lease watcher serializes them). */
   async apply(leases: readonly Lease[], why: string): Promise<void> {
     const { own, network, log } = this.options;
     const peers: Peer[] = [];
     const seen = new Set<string>();
-    for (const lease of leases) {
-      if (samePrefix(lease.subnet, own)) continue;
+    const ignored = new Map<IgnoredReason, number>();
+    const others = leases.filter((l) => !samePrefix(l.subnet, own));
+    const problems = new Map<Lease, LeaseProblem>();
+    for (const lease of others) {
+      const problem = leaseProblem(lease, network, own, this.options.subnetLen);
+      if (problem !== undefined) problems.set(lease, problem);
+    }
+    for (const [lease, other] of overlappingLeases(others.filter((l) => !problems.has(l)))) {
+      problems.set(lease, { reason: 'overlaps_other_lease', text: `its subnet overlaps the lease of ${formatPrefix(other)}` });
+    }
+    for (const lease of others) {
       const key = formatPrefix(lease.subnet);
       seen.add(key);
       const peer = peerOf(lease);
-      const problem = leaseProblem(lease, network, own);
-      const verdict = problem === undefined ? this.backend.accepts(peer) : { ok: false as const, reason: problem };
+      const problem = problems.get(lease);
+      const verdict = problem === undefined ? this.backend.accepts(peer) : { ok: false as const, reason: problem.text };
       if (!verdict.ok) {
+        const reason = problem?.reason ?? 'unusable_by_backend';
+        ignored.set(reason, (ignored.get(reason) ?? 0) + 1);
         this.sayOnce(key, `ignored: ${verdict.reason}`, () =>
           log.warn({ subnet: key, publicIp: formatIpv4(peer.publicIp), backendType: peer.backendType, reason: verdict.reason },
             `ignoring the lease of ${key}: ${verdict.reason}`));
@@ -73,6 +159,7 @@ export class PeerFeed {
       }
       peers.push(peer);
     }
+    this.ignoredNow = ignored;
     const report = await this.backend.applyPeers(peers);
     this.current = peers;
     const failed = new Map(report.failed.map((f) => [formatPrefix(f.subnet), f.reason]));

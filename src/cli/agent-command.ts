@@ -158,6 +158,11 @@ export function addAgentCommand(program: Command): Command {
       .default(UDP_AGENT_DEFAULTS.tunTxQueueLen))
     .addOption(new Option('--socket-buffer <bytes>', 'UDP receive and send buffer size').argParser(intIn('--socket-buffer', 65536, 1 << 30))
       .default(UDP_AGENT_DEFAULTS.socketBufferBytes))
+    .addOption(new Option('--source-validation [bool]',
+      'udp backend: deliver a datagram only if it comes from a lease\'s (or --peer\'s) public IP and carries a source address ' +
+      'that host owns. =false is UNSAFE: anyone who can reach the UDP port can then inject packets into pods with any source ' +
+      '(flannel\'s udp backend has no such check); turn it off only on an underlay nobody else can reach')
+      .argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--busy-poll-us <microseconds>', 'keep polling this long after handling packets instead of sleeping: lower latency, more CPU (0 = off)')
       .argParser(intIn('--busy-poll-us', 0, 10_000)).default(0))
     .addOption(new Option('-v, --verbosity <level>', 'log verbosity: 0 info, 1 debug, 2 trace (flanneld: -v=N)')
@@ -229,6 +234,7 @@ export function addAgentCommand(program: Command): Command {
         socketBufferBytes: o['socketBuffer'] as number,
         busyPollMicros: o['busyPollUs'] as number,
         icmpPerSecond: UDP_AGENT_DEFAULTS.icmpPerSecond,
+        sourceValidation: o['sourceValidation'] as boolean,
       },
     };
     process.exitCode = await runAgent(options, createLogger(o['verbosity'] as number));

@@ -320,6 +320,10 @@ export class CompiledRoutes {
   private readonly shift: number;
   private readonly routeNetwork: Uint32Array;
   private readonly routeLength: Uint8Array;
+  /** The distinct peer addresses as an open-addressing set (0 marks an empty slot; 0.0.0.0 is never a peer). */
+  private readonly peerSet: Int32Array;
+  private readonly peerSetMask: number;
+  private readonly peerSetShift: number;
 
   /** Checks the snapshot (it may have crossed a thread boundary); throws StateError when malformed. */
   constructor(snapshot: RouteSnapshot) {
@@ -394,6 +398,36 @@ export class CompiledRoutes {
     this.shift = 32 - log2(capacity);
     this.bucketLengths = bucketLengths;
     this.defaultRoute = defaultRoute;
+
+    let setCapacity = MIN_CAPACITY;
+    while (setCapacity < 2 * size) setCapacity *= 2;
+    this.peerSet = new Int32Array(setCapacity);
+    this.peerSetMask = setCapacity - 1;
+    this.peerSetShift = 32 - log2(setCapacity);
+    for (let i = 0; i < size; i++) {
+      const address = (peerAddress[i] as number) | 0;
+      if (address === 0) continue;
+      let s = slotOf(address, 32, this.peerSetShift);
+      while (this.peerSet[s] !== 0 && this.peerSet[s] !== address) s = (s + 1) & this.peerSetMask;
+      this.peerSet[s] = address;
+    }
+  }
+
+  /**
+   * Whether `address` is the public IP of some route's peer: a host weft
+   * knows (a lease or a static --peer). Hot path: once per received message.
+   */
+  isPeer(address: number): boolean {
+    const key = address | 0;
+    if (key === 0) return false;
+    const set = this.peerSet;
+    let s = slotOf(key, 32, this.peerSetShift);
+    for (;;) {
+      const v = set[s] as number;
+      if (v === key) return true;
+      if (v === 0) return false;
+      s = (s + 1) & this.peerSetMask;
+    }
   }
 
   /**

@@ -43,6 +43,7 @@ export function parseOwnSubnet(text: string, network: Ipv4Prefix): Ipv4Prefix {
 export class StaticSubnetManager implements SubnetManager {
   readonly description = 'static (--subnet, --peer, --peers-file)';
   readonly configSources: string;
+  readonly leasesHaveSubnetLen = false;
   private readonly options: StaticSubnetManagerOptions;
   private readonly fromFlags: readonly StaticPeer[];
   /** The cluster network, known from checkConfig/acquireLease on. */

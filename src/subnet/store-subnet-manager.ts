@@ -27,6 +27,7 @@ export interface StoreSubnetManagerOptions {
 export class StoreSubnetManager implements SubnetManager {
   readonly description: string;
   readonly configSources: string;
+  readonly leasesHaveSubnetLen = true;
   private readonly store: LeaseStore;
   private readonly options: StoreSubnetManagerOptions;
 

@@ -39,6 +39,13 @@ export interface SubnetManager {
   /** Where getNetworkConfig looks, for messages ("/etc/kube-flannel/net-conf.json, then etcd ... /config"). */
   readonly configSources: string;
   /**
+   * True when every genuine lease here was allocated with the configuration's
+   * SubnetLen (a store: etcd, the lease file), so a lease of another length
+   * was written by someone else and is ignored; false for static peers, whose
+   * lengths the operator chose.
+   */
+  readonly leasesHaveSubnetLen: boolean;
+  /**
    * The network configuration, or undefined while none exists yet (the agent
    * waits and asks again). Throws ConfigError when one exists but is invalid;
    * any other error means the store cannot answer now (the agent retries).

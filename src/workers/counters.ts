@@ -35,6 +35,12 @@ export const enum Counter {
   DropTruncated,
   DropTtlExpiredDecap,
   DropTunWriteFailed,
+  /** source validation: the outer source is no known host's public IP */
+  DropUnknownSender,
+  /** source validation: the inner source lies in a subnet the sending host does not own */
+  DropSourceNotOwned,
+  /** accepted from a known host with an inner source outside the cluster network */
+  UdpRxOutsideNetwork,
 
   IcmpNetUnreachableSent,
   IcmpTimeExceededSent,
@@ -95,6 +101,9 @@ export const COUNTER_INFO: readonly CounterInfo[] = [
   drop('decap', 'truncated', 'Datagram larger than the receive slot'),
   drop('decap', 'ttl_expired', 'TTL reached 0 before delivery', 'drop_ttl_expired_decap'),
   drop('decap', 'tun_write_failed', 'The kernel refused the packet written to the TUN'),
+  drop('decap', 'unknown_sender', 'Source validation: the datagram came from an address that is no lease\'s (or --peer\'s) public IP'),
+  drop('decap', 'source_not_owned', 'Source validation: the inner source is in the cluster network but not in a subnet the sending host owns'),
+  { name: 'udp_rx_outside_network', metric: 'weft_udp_rx_outside_network_packets_total', help: 'Datagrams accepted from a known host whose inner source is outside the cluster network' },
   { name: 'icmp_net_unreachable_sent', metric: 'weft_icmp_sent_total', labels: { type: 'net_unreachable' }, help: 'ICMP errors generated' },
   { name: 'icmp_time_exceeded_sent', metric: 'weft_icmp_sent_total', labels: { type: 'time_exceeded' }, help: 'ICMP errors generated' },
   { name: 'icmp_rate_limited', metric: 'weft_icmp_rate_limited_total', help: 'ICMP errors not sent because of the rate limit' },

@@ -11,10 +11,23 @@
  *
  *  decap (UDP -> TUN)
  *   1. recvmmsg a batch of datagrams into the UDP slab;
- *   2. per datagram: validate the IPv4 header, destination inside this host's
- *      subnet, TTL (expired: ICMP time exceeded back to the sender over UDP);
+ *   2. per datagram: source validation (below); validate the IPv4 header,
+ *      destination inside this host's subnet, the inner source owned by the
+ *      sender, TTL (expired: ICMP time exceeded back to the sender over UDP);
  *      decrement TTL in place;
  *   3. write the accepted slots to the TUN.
+ *
+ *  Source validation (on unless sourceValidation is false): a datagram is
+ *  delivered only if its outer source address is the public IP of a known host
+ *  (a route's peer: a lease or a static --peer), and
+ *   - an inner source inside the cluster network must lie in a subnet that
+ *     this same host owns (the route for the inner source points at it); a
+ *     source in no lease, or in this host's own lease, is owned by nobody
+ *     else and is dropped;
+ *   - an inner source outside the cluster network (traffic a host forwards
+ *     into the overlay for someone outside it, e.g. a client of a node port)
+ *     is accepted from any known host, and counted.
+ *  Each drop is a counter by reason; nothing is logged per packet.
  *
  * Contract: one Forwarder is driven by one thread. Packet bytes in a slab are
  * valid until the next batch read into that slab. Routes change only between
@@ -29,6 +42,7 @@ import {
   ICMP_TIME_EXCEEDED,
   ICMP_TTL_EXCEEDED,
   ipv4Dst,
+  ipv4Src,
   Ipv4Drop,
   mayQuoteInIcmpError,
   validateIpv4,
@@ -67,6 +81,10 @@ export interface ForwarderOptions {
   readonly tunAddress: number;
   /** This host's lease: decapsulated packets must be addressed inside it. */
   readonly localSubnet: Ipv4Prefix;
+  /** The whole overlay network (net-conf.json's Network): inner sources inside it must be owned by their sender. */
+  readonly clusterNetwork: Ipv4Prefix;
+  /** Deliver only datagrams from known hosts carrying sources they own (see above); default true. */
+  readonly sourceValidation?: boolean;
   /** Packets per batch call (<= native MAX_BATCH). */
   readonly batchSize: number;
   /** Bytes per TUN read slot (>= the TUN MTU). */
@@ -94,6 +112,9 @@ export class Forwarder {
   private routes: CompiledRoutes;
   private readonly localNet: number;
   private readonly localMask: number;
+  private readonly clusterNet: number;
+  private readonly clusterMask: number;
+  private readonly validateSources: boolean;
   private readonly maxRounds: number;
   private readonly off: OffloadOptions;
   private readonly writeCapacity: number;
@@ -134,6 +155,9 @@ export class Forwarder {
     this.routes = new CompiledRoutes(options.routes);
     this.localMask = prefixMask(options.localSubnet.length);
     this.localNet = options.localSubnet.network;
+    this.clusterMask = prefixMask(options.clusterNetwork.length);
+    this.clusterNet = (options.clusterNetwork.network & this.clusterMask) >>> 0;
+    this.validateSources = options.sourceValidation ?? true;
     this.maxRounds = options.maxBatchesPerWakeup ?? 8;
     this.off = options.offloads ?? NO_OFFLOADS;
     const n = options.batchSize;
@@ -261,9 +285,11 @@ export class Forwarder {
     const res = this.ioResult;
     const localMask = this.localMask;
     const localNet = this.localNet;
+    const validate = this.validateSources;
     let total = 0;
     for (let round = 0; round < this.maxRounds; round++) {
       const n = io.udpRecvBatch(udpFd, slab, udpSlotSize, batchSize, lens, segs, this.srcAddrs, this.srcPorts, res);
+      const routes = this.routes;
       c[Counter.SyscallsUdpRecv] += res[0] as number;
       c[Counter.BatchesUdpRecv]++;
       if (n === 0) break;
@@ -279,11 +305,17 @@ export class Forwarder {
           continue;
         }
         bytesIn += message;
+        const sender = this.srcAddrs[i] as number;
+        const unknownSender = validate && !routes.isPeer(sender);
         const step = segs !== null && (segs[i] as number) > 0 ? (segs[i] as number) : Math.max(message, 1);
         for (let at = 0; at < message || (message === 0 && at === 0); at += step) {
           const off = i * udpSlotSize + at;
           const len = Math.min(step, message - at);
           datagrams++;
+          if (unknownSender) {
+            c[Counter.DropUnknownSender]++;
+            continue;
+          }
           const verdict = validateIpv4(slab, off, len);
           if (verdict !== Ipv4Drop.Ok) {
             c[Counter.DropTooShort + verdict - 1]++;
@@ -291,6 +323,10 @@ export class Forwarder {
           }
           if (((ipv4Dst(slab, off) & localMask) >>> 0) !== localNet) {
             c[Counter.DropNotLocalSubnet]++;
+            continue;
+          }
+          if (validate && !this.senderOwnsSource(routes, sender, ipv4Src(slab, off))) {
+            c[Counter.DropSourceNotOwned]++;
             continue;
           }
           if ((slab[off + 8] as number) <= 1) {
@@ -318,6 +354,20 @@ export class Forwarder {
       if (n < batchSize) break;
     }
     return total;
+  }
+
+  /**
+   * Source validation's second half, for a known sender: an inner source in
+   * the cluster network must be in a subnet routed to this sender; one outside
+   * the network is accepted (and counted). Per packet: no allocation.
+   */
+  private senderOwnsSource(routes: CompiledRoutes, sender: number, src: number): boolean {
+    if (((src & this.clusterMask) >>> 0) !== this.clusterNet) {
+      this.c[Counter.UdpRxOutsideNetwork]++;
+      return true;
+    }
+    const r = routes.lookup(src);
+    return r >= 0 && (routes.peerAddress[r] as number) === sender >>> 0;
   }
 
   /** Writes the first `count` accepted packets of the UDP slab to the TUN; returns 0 (the list is empty again). */

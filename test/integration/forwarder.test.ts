@@ -30,6 +30,7 @@ const UDP_FD = 9;
 const TUN_ADDRESS = '10.244.1.0';
 const PEER_SUBNET = { network: ip('10.244.2.0'), length: 24 };
 const PEER = { address: ip('192.168.77.2'), port: 8285 };
+const CLUSTER_NETWORK = { network: ip('10.244.0.0'), length: 16 };
 const IPPROTO_ICMP = 1;
 const IPPROTO_UDP = 17;
 
@@ -204,6 +205,7 @@ function setup(options: Partial<ForwarderOptions> = {}, table = routes(['10.244.
     udpFd: UDP_FD,
     tunAddress: ip(TUN_ADDRESS),
     localSubnet: { network: ip('10.244.1.0'), length: 24 },
+    clusterNetwork: CLUSTER_NETWORK,
     batchSize: 8,
     tunSlotSize: 1536,
     udpSlotSize: 1536,
@@ -709,5 +711,88 @@ describe('offload mode (UDP_GRO messages, virtio-net TUN writes)', () => {
       assertForwarded(w.subarray(10), datagrams[i] as Buffer);
     }
     assert.equal(counters[Counter.TunTxPackets], 6);
+  });
+});
+
+// ---- source validation --------------------------------------------------------
+
+describe('source validation (decap)', () => {
+  const ROGUE = ip('192.168.77.66');
+  const OTHER_PEER = { address: ip('192.168.77.3'), port: 8285 };
+  const twoPeers = (): RouteTable =>
+    routes(['10.244.2.0', 24, '192.168.77.2', 8285], ['10.244.3.0', 24, '192.168.77.3', 8285]);
+  const from = (src: string, ttl = 63, id = 1): Buffer => packet({ src, dst: '10.244.1.7', id, ttl, payload: 40 });
+
+  it('drops a well-formed datagram from an address that is no peer, even with a source the peer owns, and answers nothing', () => {
+    const { io, counters, fwd } = setup({}, twoPeers());
+    const spoofed = from('10.244.2.5', 1); // TTL 1 would earn an ICMP error from a known peer
+    io.udp.inject(spoofed, ROGUE, 8285);
+    assert.equal(fwd.pumpUdp(), 1);
+    assert.equal(io.tun.written.length, 0);
+    assert.equal(io.udp.sent.length, 0, 'no ICMP error to an unknown sender');
+    expectCounters(counters, { udp_rx_packets: 1, udp_rx_bytes: spoofed.length, drop_unknown_sender: 1 });
+  });
+
+  it("drops a peer's datagram whose source is another host's subnet, this host's own, or no one's in the network", () => {
+    const { io, counters, fwd } = setup({}, twoPeers());
+    const bad = [from('10.244.3.5'), from('10.244.1.9'), from('10.244.200.1')];
+    const good = from('10.244.2.5');
+    for (const d of [...bad, good]) io.udp.inject(d, PEER.address, PEER.port);
+    assert.equal(fwd.pumpUdp(), 4);
+    assert.equal(io.tun.written.length, 1);
+    assertForwarded(io.tun.written[0], good);
+    expectCounters(counters, {
+      udp_rx_packets: 4, udp_rx_bytes: sumLengths([...bad, good]), drop_source_not_owned: 3,
+      tun_tx_packets: 1, tun_tx_bytes: good.length,
+    });
+  });
+
+  it('delivers each peer only its own sources', () => {
+    const { io, fwd } = setup({}, twoPeers());
+    io.udp.inject(from('10.244.3.5', 63, 1), OTHER_PEER.address, OTHER_PEER.port);
+    io.udp.inject(from('10.244.2.5', 63, 2), PEER.address, PEER.port);
+    io.udp.inject(from('10.244.2.5', 63, 3), OTHER_PEER.address, OTHER_PEER.port);
+    fwd.pumpUdp();
+    assert.deepEqual(io.tun.written.map((w) => w.readUInt16BE(4)), [1, 2], 'IP IDs of the delivered packets');
+  });
+
+  it('delivers a source outside the cluster network from a known peer, and counts it', () => {
+    const { io, counters, fwd } = setup();
+    const external = from('203.0.113.5');
+    io.udp.inject(external, PEER.address, PEER.port);
+    fwd.pumpUdp();
+    assert.equal(io.tun.written.length, 1);
+    expectCounters(counters, {
+      udp_rx_packets: 1, udp_rx_bytes: external.length, udp_rx_outside_network: 1, tun_tx_packets: 1, tun_tx_bytes: external.length,
+    });
+  });
+
+  it('follows route changes: a subnet moved to another host is accepted only from that host', () => {
+    const { io, counters, fwd, table } = setup();
+    table.set({ network: ip('10.244.2.0'), length: 24 }, OTHER_PEER);
+    fwd.setRoutes(table.snapshot());
+    io.udp.inject(from('10.244.2.5', 63, 1), PEER.address, PEER.port);
+    io.udp.inject(from('10.244.2.5', 63, 2), OTHER_PEER.address, OTHER_PEER.port);
+    fwd.pumpUdp();
+    assert.deepEqual(io.tun.written.map((w) => w.readUInt16BE(4)), [2]);
+    assert.equal(counters[Counter.DropUnknownSender], 1, 'the old host is no peer any more');
+  });
+
+  it('counts every datagram of a GRO message from an unknown sender', () => {
+    const { io, counters, fwd } = setup({ batchSize: 4, udpSlotSize: 65536, offloads: { vnetHdr: true, udpGso: true, udpGro: true, groFlags: 1 } });
+    const datagrams = Array.from({ length: 7 }, (_, i) => from('10.244.2.5', 63, i + 1));
+    io.udp.injectGro(datagrams, ROGUE, 8285);
+    assert.equal(fwd.pumpUdp(), 7);
+    assert.equal(io.tun.written.length, 0);
+    assert.equal(counters[Counter.DropUnknownSender], 7);
+  });
+
+  it('with sourceValidation false, anyone reaching the port is delivered (flannel\'s behaviour)', () => {
+    const { io, counters, fwd } = setup({ sourceValidation: false });
+    const spoofed = from('10.244.3.5');
+    io.udp.inject(spoofed, ROGUE, 8285);
+    fwd.pumpUdp();
+    assert.equal(io.tun.written.length, 1);
+    expectCounters(counters, { udp_rx_packets: 1, udp_rx_bytes: spoofed.length, tun_tx_packets: 1, tun_tx_bytes: spoofed.length });
   });
 });

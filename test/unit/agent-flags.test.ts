@@ -103,3 +103,12 @@ describe('refusedFlagValue', () => {
     }
   });
 });
+
+describe('--source-validation', () => {
+  it('is on by default, and =false (or false as a separate word) turns it off', () => {
+    assert.equal(parseAgent([])['sourceValidation'], true);
+    assert.equal(parseAgent(['--source-validation'])['sourceValidation'], true);
+    assert.equal(parseAgent(['--source-validation=false'])['sourceValidation'], false);
+    assert.equal(parseAgent(['-source-validation=false'])['sourceValidation'], false);
+  });
+});

@@ -84,7 +84,7 @@ describe('buildProgram', () => {
       '--ip-masq', '--ip-masq-fully-random-disable', '--ip-blackhole-route', '--iptables-resync', '--iptables-forward-rules',
       '--healthz-ip', '--healthz-port', '--kernel-resync', '--state-dir',
       '--tun-name', '--workers', '--batch-size', '--tun-offload', '--udp-gso', '--udp-gro', '--tun-coalesce',
-      '--tun-coalesce-udp', '--tun-txqueuelen', '--socket-buffer', '--busy-poll-us', '--verbosity', '--version',
+      '--tun-coalesce-udp', '--tun-txqueuelen', '--socket-buffer', '--source-validation', '--busy-poll-us', '--verbosity', '--version',
     ]);
     const help = agent.helpInformation();
     for (const option of agent.options.filter((o) => !o.hidden)) {

@@ -7,10 +7,10 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
 
-import { leaseProblem, peerOf, PeerFeed } from '../../src/agent/peer-feed';
+import { leaseProblem, overlappingLeases, peerOf, PeerFeed } from '../../src/agent/peer-feed';
 import { ACCEPTED, type ApplyReport, type Backend, type Peer, type PeerVerdict, type RouteView } from '../../src/backend/backend';
 import type { Logger } from '../../src/log';
-import { parseCidr, parseIpv4, type Ipv4Prefix } from '../../src/net/ipv4';
+import { parseCidr, parseIpv4, prefixesOverlap, type Ipv4Prefix } from '../../src/net/ipv4';
 import type { Lease, LeaseAttrs } from '../../src/subnet/lease';
 
 function cidr(text: string): Ipv4Prefix {
@@ -106,11 +106,14 @@ function capturingLogger(): { log: Logger; lines: Said[] } {
   return { log, lines };
 }
 
-function fixture(): { backend: FakeBackend; feed: PeerFeed; lines: Said[]; delivered: Array<{ peers: Peer[]; report: ApplyReport }> } {
+function fixture(subnetLen?: number): { backend: FakeBackend; feed: PeerFeed; lines: Said[]; delivered: Array<{ peers: Peer[]; report: ApplyReport }> } {
   const backend = new FakeBackend();
   const { log, lines } = capturingLogger();
   const delivered: Array<{ peers: Peer[]; report: ApplyReport }> = [];
-  const feed = new PeerFeed(backend, { own: OWN, network: NETWORK, log, onApplied: (peers, report) => delivered.push({ peers: [...peers], report }) });
+  const feed = new PeerFeed(backend, {
+    own: OWN, network: NETWORK, log, onApplied: (peers, report) => delivered.push({ peers: [...peers], report }),
+    ...(subnetLen !== undefined ? { subnetLen } : {}),
+  });
   return { backend, feed, lines, delivered };
 }
 
@@ -146,13 +149,61 @@ describe('leaseProblem', () => {
 
   it('a subnet outside the cluster network, or wider than it', () => {
     for (const s of ['10.245.2.0/24', '192.168.0.0/24', '10.0.0.0/8', '10.244.0.0/15']) {
-      assert.equal(leaseProblem(lease(s, '192.168.64.9'), NETWORK, OWN), 'its subnet is outside the cluster network 10.244.0.0/16', s);
+      assert.deepEqual(leaseProblem(lease(s, '192.168.64.9'), NETWORK, OWN),
+        { reason: 'outside_network', text: 'its subnet is outside the cluster network 10.244.0.0/16' }, s);
     }
   });
 
   it('a subnet overlapping this host\'s own, from inside or from outside', () => {
     for (const s of ['10.244.1.0/24', '10.244.1.128/25', '10.244.1.7/32', '10.244.0.0/23', '10.244.0.0/16']) {
-      assert.equal(leaseProblem(lease(s, '192.168.64.9'), NETWORK, OWN), 'its subnet overlaps this host\'s own subnet 10.244.1.0/24', s);
+      assert.deepEqual(leaseProblem(lease(s, '192.168.64.9'), NETWORK, OWN),
+        { reason: 'overlaps_own_subnet', text: 'its subnet overlaps this host\'s own subnet 10.244.1.0/24' }, s);
+    }
+  });
+
+  it('a PublicIP no host can be reached at, or inside the cluster network', () => {
+    for (const publicIp of ['0.0.0.0', '127.0.0.1', '127.9.9.9', '224.0.0.1', '239.1.2.3', '240.0.0.1', '255.255.255.255']) {
+      assert.deepEqual(leaseProblem(lease('10.244.7.0/24', publicIp), NETWORK, OWN),
+        { reason: 'bogus_public_ip', text: `its PublicIP ${publicIp} is not an address a host can be reached at` }, publicIp);
+    }
+    assert.deepEqual(leaseProblem(lease('10.244.7.0/24', '10.244.9.9'), NETWORK, OWN),
+      { reason: 'bogus_public_ip', text: 'its PublicIP 10.244.9.9 is inside the cluster network 10.244.0.0/16' });
+    for (const publicIp of ['1.0.0.1', '126.255.255.255', '128.0.0.1', '223.255.255.254', '10.245.0.1']) {
+      assert.equal(leaseProblem(lease('10.244.7.0/24', publicIp), NETWORK, OWN), undefined, publicIp);
+    }
+  });
+});
+
+describe('overlappingLeases', () => {
+  const subnets = (m: Map<Lease, Ipv4Prefix>): string[][] =>
+    [...m].map(([l, other]) => [fmt(l.subnet), fmt(other)]).sort((a, b) => (a[0] as string).localeCompare(b[0] as string));
+  const fmt = (p: Ipv4Prefix): string => `${p.network >>> 24}.${(p.network >>> 16) & 255}.${(p.network >>> 8) & 255}.${p.network & 255}/${p.length}`;
+
+  it('names both sides of each overlap, and nothing else', () => {
+    const leases = ['10.244.2.0/24', '10.244.2.128/25', '10.244.3.0/24', '10.244.4.0/23', '10.244.5.0/24', '10.244.8.0/24']
+      .map((s) => lease(s, '192.168.64.9'));
+    assert.deepEqual(subnets(overlappingLeases(leases)), [
+      ['10.244.2.0/24', '10.244.2.128/25'],
+      ['10.244.2.128/25', '10.244.2.0/24'],
+      ['10.244.4.0/23', '10.244.5.0/24'],
+      ['10.244.5.0/24', '10.244.4.0/23'],
+    ]);
+  });
+
+  it('agrees with a pairwise check on random lease sets', () => {
+    let seed = 12345;
+    const next = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0);
+    for (let round = 0; round < 200; round++) {
+      const leases = Array.from({ length: next() % 12 }, () => {
+        const length = 22 + (next() % 5);
+        const network = ((0x0af40000 + ((next() % 64) << 8)) & ~((1 << (32 - length)) - 1)) >>> 0;
+        return lease(fmt({ network, length }), '192.168.64.9');
+      });
+      const found = overlappingLeases(leases);
+      for (const a of leases) {
+        const overlapsAny = leases.some((b) => b !== a && prefixesOverlap(a.subnet, b.subnet));
+        assert.equal(found.has(a), overlapsAny, `round ${round}: ${fmt(a.subnet)} among ${leases.map((l) => fmt(l.subnet)).join(' ')}`);
+      }
     }
   });
 });
@@ -298,5 +349,38 @@ describe('PeerFeed', () => {
       { peers: [peerOf(B)], report: { routed: 1, added: 0, removed: 0, failed: [] } },
     ]);
     assert.deepEqual(feed.peers(), [peerOf(B)]);
+  });
+});
+
+describe('PeerFeed and hostile leases', () => {
+  it('leaves out every lease someone else wrote wrong, names each once, counts them by reason, and routes the rest', async () => {
+    const { backend, feed, lines } = fixture(24);
+    const hostile = [
+      lease('10.245.9.0/24', '192.168.64.9'), // outside the network
+      lease('10.244.2.128/25', '192.168.64.66'), // inside A's /24: would take half of A's traffic
+      lease('10.244.8.0/22', '192.168.64.66'), // covers four /24s
+      lease('10.244.9.0/24', '127.0.0.1'), // loopback
+      lease('10.244.10.0/24', '10.244.3.7'), // a PublicIP inside the overlay
+      lease('10.244.11.0/24', '192.168.64.11', 'udp'), // genuine, but not for the vxlan backend
+    ];
+    await feed.apply([ME, A, B, ...hostile], 'snapshot');
+    assert.deepEqual(backend.applied, [[peerOf(A), peerOf(B)]], 'A and B keep their routes');
+    assert.deepEqual(Object.fromEntries(feed.ignored()), {
+      outside_network: 1, subnet_length: 2, bogus_public_ip: 2, unusable_by_backend: 1,
+    });
+    const warned = said(lines).filter((l) => l.level === 'warn');
+    assert.equal(warned.length, hostile.length, 'one line per ignored lease');
+    await feed.apply([ME, A, B, ...hostile], 'events');
+    assert.equal(said(lines).filter((l) => l.level === 'warn').length, hostile.length, 'and not again');
+    await feed.apply([ME, A, B], 'events');
+    assert.deepEqual(Object.fromEntries(feed.ignored()), {}, 'gone leases are no longer counted');
+  });
+
+  it('without a SubnetLen (static peers), overlapping leases are both left out', async () => {
+    const { backend, feed } = fixture();
+    const inside = lease('10.244.2.128/25', '192.168.64.66');
+    await feed.apply([A, B, inside], 'snapshot');
+    assert.deepEqual(backend.applied, [[peerOf(B)]]);
+    assert.deepEqual(Object.fromEntries(feed.ignored()), { overlaps_other_lease: 2 });
   });
 });

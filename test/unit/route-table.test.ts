@@ -512,3 +512,26 @@ describe('differential: RouteTable and CompiledRoutes against a naive list', () 
     assert.equal(naive.lookup(ip('11.0.0.1')), undefined);
   });
 });
+
+describe('CompiledRoutes.isPeer', () => {
+  it('says exactly whether an address is some route\'s peer, against a plain set, on random tables', () => {
+    const next = seededRandom(0x5eed_c0de);
+    for (let round = 0; round < 50; round++) {
+      const table = new RouteTable();
+      const peers = new Set<number>();
+      const count = next() % 300;
+      for (let i = 0; i < count; i++) {
+        // few distinct peers, many routes: several subnets per host
+        const address = (0xc0a80000 | (next() % 97)) >>> 0;
+        table.set({ network: ((0x0af40000 | ((next() % 256) << 8)) >>> 0), length: 24 }, { address, port: 8285 });
+      }
+      for (const e of table.entries()) peers.add(e.peer.address);
+      const compiled = new CompiledRoutes(table.snapshot());
+      for (let a = 0xc0a80000; a < 0xc0a80000 + 128; a++) {
+        assert.equal(compiled.isPeer(a), peers.has(a), `round ${round}: ${formatIpv4(a)}`);
+        assert.equal(compiled.isPeer(a | 0), peers.has(a), 'a signed address is the same address');
+      }
+      assert.equal(compiled.isPeer(0), false, '0.0.0.0 is never a peer');
+    }
+  });
+});

@@ -118,6 +118,8 @@ export class UdpBackend implements Backend {
       workers: o.workers,
       tunAddress: subnet.network,
       localSubnet: subnet,
+      clusterNetwork: this.ctx.network,
+      sourceValidation: o.sourceValidation,
       batchSize: o.batchSize,
       tunSlotSize,
       udpSlotSize: UDP_SLOT_BYTES,

@@ -29,6 +29,12 @@ export interface UdpAgentOptions {
   /** Workers keep polling this long after handling packets (0 = off). */
   readonly busyPollMicros: number;
   readonly icmpPerSecond: number;
+  /**
+   * Deliver a datagram only if it comes from a known host's public IP and its
+   * inner source is in a subnet that host owns (src/workers/forwarder.ts).
+   * Off, anyone who can reach the UDP port can inject packets into pods.
+   */
+  readonly sourceValidation: boolean;
 }
 
 export const DEFAULT_TUN_NAME = 'flannel.0';
@@ -50,4 +56,5 @@ export const UDP_AGENT_DEFAULTS: UdpAgentOptions = Object.freeze({
   socketBufferBytes: DEFAULT_SOCKET_BUFFER_BYTES,
   busyPollMicros: 0,
   icmpPerSecond: DEFAULT_ICMP_PER_SECOND,
+  sourceValidation: true,
 });
