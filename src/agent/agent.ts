@@ -318,6 +318,7 @@ function registerAgentMetrics(registry: Registry, isReady: () => boolean, routeC
 function registerIgnoredLeases(registry: Registry, feed: PeerFeed): void {
   const reasons: readonly IgnoredReason[] = [
     'outside_network', 'overlaps_own_subnet', 'subnet_length', 'bogus_public_ip', 'overlaps_other_lease', 'unusable_by_backend',
+    'too_many_leases',
   ];
   new Gauge({
     name: 'weft_leases_ignored',

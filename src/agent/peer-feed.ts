@@ -37,7 +37,18 @@ export function peerOf(lease: Lease): Peer {
 
 /** Why leases are ignored, as the `reason` label of weft_leases_ignored. */
 export type IgnoredReason =
-  | 'outside_network' | 'overlaps_own_subnet' | 'subnet_length' | 'bogus_public_ip' | 'overlaps_other_lease' | 'unusable_by_backend';
+  | 'outside_network' | 'overlaps_own_subnet' | 'subnet_length' | 'bogus_public_ip' | 'overlaps_other_lease' | 'unusable_by_backend'
+  | 'too_many_leases';
+
+/**
+ * At most this many peers are routed (a /16 of /24 leases holds 256; flannel's
+ * smallest leases in a /8 would be 2^22): beyond it, leases are left out, in
+ * subnet order, and counted, so that a store flooded with leases cannot grow
+ * the route table or the kernel's without bound.
+ */
+export const MAX_PEERS = 65_536;
+/** New "ignoring the lease" lines per delivery; the rest are summed up in one line. */
+export const MAX_IGNORED_LINES = 32;
 
 export interface LeaseProblem {
   readonly reason: IgnoredReason;
@@ -112,6 +123,7 @@ export class PeerFeed {
   private readonly said = new Map<string, string>();
   private current: readonly Peer[] = [];
   private ignoredNow = new Map<IgnoredReason, number>();
+  private overflowSaid = 0;
 
   constructor(backend: Backend, options: PeerFeedOptions) {
     this.backend = backend;
@@ -143,6 +155,9 @@ export class PeerFeed {
     for (const [lease, other] of overlappingLeases(others.filter((l) => !problems.has(l)))) {
       problems.set(lease, { reason: 'overlaps_other_lease', text: `its subnet overlaps the lease of ${formatPrefix(other)}` });
     }
+    let lines = 0;
+    let unsaid = 0;
+    let overflow = 0;
     for (const lease of others) {
       const key = formatPrefix(lease.subnet);
       seen.add(key);
@@ -152,13 +167,29 @@ export class PeerFeed {
       if (!verdict.ok) {
         const reason = problem?.reason ?? 'unusable_by_backend';
         ignored.set(reason, (ignored.get(reason) ?? 0) + 1);
-        this.sayOnce(key, `ignored: ${verdict.reason}`, () =>
+        if (lines >= MAX_IGNORED_LINES) {
+          if (this.said.get(key) !== `ignored: ${verdict.reason}`) unsaid++;
+          continue;
+        }
+        this.sayOnce(key, `ignored: ${verdict.reason}`, () => {
+          lines++;
           log.warn({ subnet: key, publicIp: formatIpv4(peer.publicIp), backendType: peer.backendType, reason: verdict.reason },
-            `ignoring the lease of ${key}: ${verdict.reason}`));
+            `ignoring the lease of ${key}: ${verdict.reason}`);
+        });
+        continue;
+      }
+      if (peers.length >= MAX_PEERS) {
+        overflow++;
         continue;
       }
       peers.push(peer);
     }
+    if (unsaid > 0) log.warn({ more: unsaid }, `${unsaid} more leases ignored (not each named: see weft_leases_ignored)`);
+    if (overflow > 0) {
+      ignored.set('too_many_leases', overflow);
+      if (this.overflowSaid !== overflow) log.error({ routed: MAX_PEERS, left: overflow }, `more than ${MAX_PEERS} leases: ${overflow} are not routed`);
+    }
+    this.overflowSaid = overflow;
     this.ignoredNow = ignored;
     const report = await this.backend.applyPeers(peers);
     this.current = peers;

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
 
-import { leaseProblem, overlappingLeases, peerOf, PeerFeed } from '../../src/agent/peer-feed';
+import { leaseProblem, MAX_IGNORED_LINES, MAX_PEERS, overlappingLeases, peerOf, PeerFeed } from '../../src/agent/peer-feed';
 import { ACCEPTED, type ApplyReport, type Backend, type Peer, type PeerVerdict, type RouteView } from '../../src/backend/backend';
 import type { Logger } from '../../src/log';
 import { parseCidr, parseIpv4, prefixesOverlap, type Ipv4Prefix } from '../../src/net/ipv4';
@@ -382,5 +382,29 @@ describe('PeerFeed and hostile leases', () => {
     await feed.apply([A, B, inside], 'snapshot');
     assert.deepEqual(backend.applied, [[peerOf(B)]]);
     assert.deepEqual(Object.fromEntries(feed.ignored()), { overlaps_other_lease: 2 });
+  });
+});
+
+describe('PeerFeed limits', () => {
+  it(`names at most ${MAX_IGNORED_LINES} ignored leases per delivery and sums up the rest in one line`, async () => {
+    const { feed, lines } = fixture(24);
+    const hostile = Array.from({ length: 100 }, (_, i) => lease(`10.244.${10 + i}.0/24`, '127.0.0.1'));
+    await feed.apply([A, ...hostile], 'snapshot');
+    const first = said(lines).filter((l) => l.level === 'warn');
+    assert.equal(first.length, MAX_IGNORED_LINES + 1);
+    assert.match(first[first.length - 1]?.msg ?? '', /^68 more leases ignored/);
+    assert.equal(feed.ignored().get('bogus_public_ip'), 100, 'all counted');
+  });
+
+  it(`routes at most ${MAX_PEERS} peers and counts the rest`, async () => {
+    const backend = new FakeBackend();
+    const { log, lines } = capturingLogger();
+    const feed = new PeerFeed(backend, { own: cidr('10.0.0.0/30'), network: cidr('10.0.0.0/8'), log });
+    const many = Array.from({ length: MAX_PEERS + 10 }, (_, i) =>
+      lease(`10.${1 + (i >>> 14)}.${(i >>> 6) & 255}.${(i & 63) << 2}/30`, '192.168.64.9'));
+    await feed.apply(many, 'snapshot');
+    assert.equal(backend.applied[0]?.length, MAX_PEERS);
+    assert.equal(feed.ignored().get('too_many_leases'), 10);
+    assert.equal(said(lines).filter((l) => l.level === 'error').length, 1);
   });
 });
