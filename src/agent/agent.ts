@@ -170,7 +170,8 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
     checkpoint();
 
     // --- wait for the store and the network configuration, as flanneld does
-    const config = await waitForNetworkConfig(manager, opts, log, notifier, pause, checkpoint);
+    const retry: StartRetry = { every: opts.startRetryMs ?? START_RETRY_MS, log, notifier, pause, checkpoint, store: manager.description };
+    const config = await waitForNetworkConfig(manager, retry);
 
     // --- check everything before the host is touched
     const chosen = chooseBackend(config.backend);
@@ -195,7 +196,7 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
     };
     const attrs = await running.prepare();
     checkpoint();
-    const lease = await manager.acquireLease(config, attrs);
+    const lease = await untilTheStoreAnswers('acquiring this host\'s lease', () => manager.acquireLease(config, attrs), retry);
     checkpoint();
     await running.start(lease);
     running.registerMetrics(registry);
@@ -234,7 +235,8 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
     });
     registerIgnoredLeases(registry, feed);
     const lostLease = (reason: string): void => void shutdown(reason, EXIT_OK);
-    const watch = await manager.watchLeases(lease, { sink: (leases, why) => feed.apply(leases, why), onOwnLeaseLost: lostLease });
+    const watch = await untilTheStoreAnswers('reading the other hosts\' leases',
+      () => manager.watchLeases(lease, { sink: (leases, why) => feed.apply(leases, why), onOwnLeaseLost: lostLease }), retry);
     onCleanup('lease watch', () => watch.stop());
     checkpoint();
     const keeper = manager.keepLease(lease, attrs, lostLease);
@@ -269,29 +271,58 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
  * one. A configuration that exists but is invalid is an error at once: the
  * operator has to fix it.
  */
-async function waitForNetworkConfig(
-  manager: SubnetManager, opts: AgentOptions, log: Logger, notifier: ServiceNotifier,
-  pause: (ms: number) => Promise<void>, checkpoint: () => void,
-): Promise<NetConfig> {
-  const every = opts.startRetryMs ?? START_RETRY_MS;
+/** How start-up steps that need the store wait for it: every second, logged, stoppable at checkpoints. */
+interface StartRetry {
+  readonly every: number;
+  readonly log: Logger;
+  readonly notifier: ServiceNotifier;
+  readonly pause: (ms: number) => Promise<void>;
+  readonly checkpoint: () => void;
+  readonly store: string;
+}
+
+/** Logs why start-up waits, tells the service manager, then sleeps one retry period (a stop ends it). */
+async function waitOnce(retry: StartRetry, attempt: number, why: string): Promise<void> {
+  retry.log.warn({ attempt, retryMs: retry.every }, `${why}; waiting`);
+  retry.notifier.status(`waiting: ${why}`);
+  retry.checkpoint();
+  await retry.pause(retry.every);
+  retry.checkpoint();
+}
+
+async function waitForNetworkConfig(manager: SubnetManager, retry: StartRetry): Promise<NetConfig> {
   for (let attempt = 1; ; attempt++) {
     let why: string;
     try {
       const config = await manager.getNetworkConfig();
       if (config !== undefined) {
-        if (attempt > 1) log.info({ attempts: attempt }, 'found the network configuration');
+        if (attempt > 1) retry.log.info({ attempts: attempt }, 'found the network configuration');
         return config;
       }
       why = `no network configuration yet (looked in ${manager.configSources})`;
     } catch (err) {
       if (err instanceof ConfigError) throw err;
-      why = `${manager.description} does not answer: ${(err as Error).message.split('\n')[0] ?? ''}`;
+      why = `${retry.store} does not answer: ${(err as Error).message.split('\n')[0] ?? ''}`;
     }
-    log.warn({ attempt, retryMs: every }, `${why}; waiting`);
-    notifier.status(`waiting: ${why}`);
-    checkpoint();
-    await pause(every);
-    checkpoint();
+    await waitOnce(retry, attempt, why);
+  }
+}
+
+/**
+ * Runs a start-up step that needs the store, again every second until it
+ * succeeds, as flanneld retries its lease: the configuration may come from a
+ * local file while etcd is not up yet. A ConfigError is final.
+ */
+async function untilTheStoreAnswers<T>(what: string, step: () => Promise<T>, retry: StartRetry): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const value = await step();
+      if (attempt > 1) retry.log.info({ attempts: attempt }, `${what}: done`);
+      return value;
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      await waitOnce(retry, attempt, `${what} failed: ${(err as Error).message.split('\n')[0] ?? ''}`);
+    }
   }
 }
 
