@@ -18,7 +18,7 @@
  * One agent per state directory; entries change rarely (start, first
  * install), never per packet or per peer.
  */
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { lock as lockFile } from 'proper-lockfile';
 import * as path from 'node:path';
 import { ConfigError, toSysError } from '../errors';
@@ -94,13 +94,26 @@ export class HostLedger {
   async lock(): Promise<() => Promise<void>> {
     if (this.file === '') return async () => undefined;
     await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
+    const holderFile = `${this.file}.holder`;
+    const options = { realpath: false, stale: LOCK_STALE_MS, onCompromised: () => undefined };
     try {
-      return await lockFile(this.file, {
-        realpath: false,
-        stale: LOCK_STALE_MS,
-        retries: { retries: Math.ceil((2 * LOCK_STALE_MS) / 500), minTimeout: 100, maxTimeout: 500 },
-        onCompromised: () => undefined, // the ledger's own writes are atomic; losing the lock only loses the guard
-      });
+      let release: () => Promise<void>;
+      try {
+        release = await lockFile(this.file, { ...options, retries: 0 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
+        // a holder killed a moment ago (SIGKILL, then a restart) is let go at once
+        if (await holderIsGone(holderFile)) await rm(`${this.file}.lock`, { recursive: true, force: true });
+        release = await lockFile(this.file, {
+          ...options,
+          retries: { retries: Math.ceil((2 * LOCK_STALE_MS) / 500), minTimeout: 100, maxTimeout: 500 },
+        });
+      }
+      await writeFileAtomic(holderFile, `${process.pid} ${await pidNamespace()}\n`, { mode: 0o600, dirMode: 0o700 });
+      return async () => {
+        await rm(holderFile, { force: true });
+        await release();
+      };
     } catch (err) {
       throw new ConfigError('--state-dir', path.dirname(this.file),
         `another weft process (an agent or weft cleanup) holds --state-dir ${path.dirname(this.file)} (lock ${this.file}.lock: ` +
@@ -209,5 +222,29 @@ function isEntry(value: unknown): value is LedgerEntry {
       return str('path');
     default:
       return false;
+  }
+}
+
+/** This process's PID namespace, so that a PID read from a holder file is only judged in the namespace it belongs to. */
+async function pidNamespace(): Promise<string> {
+  return readlink('/proc/self/ns/pid').catch(() => 'unknown');
+}
+
+/**
+ * Whether the process named in a lock's holder file ("<pid> <pid namespace>")
+ * is gone: it ran in this PID namespace and no process has that PID now.
+ * Anything unclear (no file, another namespace, a live PID) is "not gone",
+ * and the lock is then waited for as stale (LOCK_STALE_MS).
+ */
+async function holderIsGone(holderFile: string): Promise<boolean> {
+  const text = await readFile(holderFile, 'utf8').catch(() => '');
+  const [pidText, ns] = text.trim().split(' ');
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid || ns !== (await pidNamespace()) || ns === 'unknown') return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }

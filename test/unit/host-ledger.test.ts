@@ -267,3 +267,42 @@ describe('HostLedger in a state directory', () => {
     });
   });
 });
+
+describe('the state directory lock', () => {
+  const deadPid = async (): Promise<number> => {
+    const { spawn } = await import('node:child_process');
+    const child = spawn('true');
+    await new Promise((r) => child.once('exit', r));
+    return child.pid as number;
+  };
+
+  it('is taken at once from a holder that was killed (its PID is gone), instead of waiting for the lock to go stale', async () => {
+    const dir = freshDir();
+    const ledger = await HostLedger.open(dir);
+    const release = await ledger.lock();
+    // what a SIGKILLed holder leaves: the lock directory and its holder file, never released
+    const holder = await readFile(join(dir, `${LEDGER_FILE_NAME}.holder`), 'utf8');
+    const [, ns] = holder.trim().split(' ');
+    const lockDir = join(dir, `${LEDGER_FILE_NAME}.lock`);
+    const leftLock = await stat(lockDir);
+    assert.ok(leftLock.isDirectory());
+    await writeFile(join(dir, `${LEDGER_FILE_NAME}.holder`), `${await deadPid()} ${ns}\n`);
+    const started = Date.now();
+    const again = await (await HostLedger.open(dir)).lock();
+    assert.ok(Date.now() - started < 1500, `took ${Date.now() - started} ms (a stale lock is waited for 4 s)`);
+    await again();
+    await release().catch(() => undefined); // compromised by the takeover: its release may fail
+  });
+
+  it('is not taken from a live holder', async () => {
+    const dir = freshDir();
+    const release = await (await HostLedger.open(dir)).lock();
+    try {
+      await assert.rejects((await HostLedger.open(dir)).lock(), (err: unknown) => err instanceof ConfigError && /another weft process/.test(err.message));
+    } finally {
+      await release();
+    }
+    const files = await readdir(dir);
+    assert.ok(!files.includes(`${LEDGER_FILE_NAME}.holder`), 'the holder file goes with the lock');
+  });
+});
