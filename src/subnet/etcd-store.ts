@@ -229,7 +229,7 @@ export class EtcdLeaseStore implements LeaseStore, WatchHost {
         }),
       );
     } catch (err) {
-      await this.revoke(granted.id, key);
+      await this.revokeUnlessAttached(granted.id, key);
       throw err;
     }
     // Our own txn, retried by the client after a lost reply, fails the compare but finds our lease on the key.
@@ -274,7 +274,7 @@ export class EtcdLeaseStore implements LeaseStore, WatchHost {
           }),
         );
       } catch (err) {
-        if (granted !== undefined) await this.revoke(granted.id, key);
+        if (granted !== undefined) await this.revokeUnlessAttached(granted.id, key);
         throw err;
       }
       const now = res.succeeded ? undefined : res.responses[0]?.response_range?.kvs[0];
@@ -290,6 +290,28 @@ export class EtcdLeaseStore implements LeaseStore, WatchHost {
       // The key changed between our read and our write: read again.
     }
     throw new LeaseError(`cannot renew ${what}: it kept changing under us (${RENEW_ATTEMPTS} attempts); another writer is active`);
+  }
+
+  /**
+   * After a write whose outcome is unknown (the request failed, but etcd may
+   * have applied it): revokes the lease granted for it only when the key is
+   * read back without it. Revoking a lease deletes the keys attached to it,
+   * so revoking blindly could delete this host's own key; when the key cannot
+   * be read either, the lease is left to expire by itself (its TTL).
+   */
+  private async revokeUnlessAttached(id: string, key: string): Promise<void> {
+    let attached: boolean;
+    try {
+      const kv = (await this.client.kv.range({ key: Buffer.from(key) })).kvs[0];
+      attached = kv?.lease === id;
+    } catch {
+      return;
+    }
+    if (attached) {
+      this.warn(`the write of ${key} failed but was applied: etcd lease ${id} stays`);
+      return;
+    }
+    await this.revoke(id, key);
   }
 
   async delete(subnet: Ipv4Prefix): Promise<void> {
