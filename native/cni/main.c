@@ -160,14 +160,15 @@ int main(int argc, char **argv) {
   int rc = -1;
   size_t len = 0;
   char *input = NULL;
+  /* stdin first, whatever the command: a runtime writing the config must never see EPIPE */
+  input = read_stdin(&len, &err);
+  if (input == NULL) goto out;
   enum command cmd = parse_command(env.command);
   if (cmd == CMD_UNKNOWN) {
     cni_fail(&err, CNI_ERR_INVALID_ENVIRONMENT, "CNI_COMMAND \"%s\" is not one of ADD, DEL, CHECK, STATUS, GC, VERSION",
              env.command);
     goto out;
   }
-  input = read_stdin(&len, &err);
-  if (input == NULL) goto out;
   if (cmd == CMD_VERSION) {
     rc = version_command(input, len);
     free(input);

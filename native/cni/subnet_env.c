@@ -94,10 +94,6 @@ static int parse_bool(const char *s, bool *out) {
   return -1;
 }
 
-struct seen {
-  bool network4, network6, subnet4, subnet6, mtu, ipmasq;
-};
-
 static int bad_value(struct cni_error *err, const char *path, int line, const char *key, const char *value,
                      const char *expected) {
   return cni_fail(err, CNI_ERR_INVALID_CONFIG, "%s: line %d: %s=\"%s\" is not allowed: %s", path, line, key, value,
@@ -107,13 +103,6 @@ static int bad_value(struct cni_error *err, const char *path, int line, const ch
 /* FLANNEL_NETWORK may list several networks, comma-separated. */
 static int add_networks(struct subnet_env *env, char *value, int family, const char *path, int line, const char *key,
                         struct cni_error *err) {
-  /* the last FLANNEL_NETWORK (or IPv6 one) wins: drop what an earlier line of the same family added */
-  int kept = 0;
-  for (int i = 0; i < env->network_count; i++) {
-    bool v6 = strchr(env->networks[i], ':') != NULL;
-    if ((family == AF_INET6) != v6) memmove(env->networks[kept++], env->networks[i], CIDR_TEXT_MAX);
-  }
-  env->network_count = kept;
   char *save = NULL;
   int added = 0;
   for (char *item = strtok_r(value, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save)) {
@@ -135,18 +124,72 @@ static int add_networks(struct subnet_env *env, char *value, int family, const c
   return 0;
 }
 
+/* The keys weft-cni reads; every other key is ignored. */
+enum env_key { K_NETWORK, K_IPV6_NETWORK, K_SUBNET, K_IPV6_SUBNET, K_MTU, K_IPMASQ, K_COUNT };
+static const char *const key_names[K_COUNT] = {
+    "FLANNEL_NETWORK", "FLANNEL_IPV6_NETWORK", "FLANNEL_SUBNET", "FLANNEL_IPV6_SUBNET", "FLANNEL_MTU", "FLANNEL_IPMASQ",
+};
+
+/* A key's value as the file finally says it: the last assignment wins, as in the agent's reader. */
+struct assignment {
+  char *value; /* NULL: the key is absent */
+  int line;
+};
+
+/* Checks the final value of each key into env. */
+static int check_values(const struct assignment *a, const char *path, struct subnet_env *env, struct cni_error *err) {
+  for (int k = 0; k < K_COUNT; k++) {
+    char *value = a[k].value;
+    int line = a[k].line;
+    const char *key = key_names[k];
+    if (value == NULL) continue;
+    switch (k) {
+      case K_NETWORK:
+      case K_IPV6_NETWORK:
+        if (add_networks(env, value, k == K_NETWORK ? AF_INET : AF_INET6, path, line, key, err) < 0) return -1;
+        break;
+      case K_SUBNET:
+        if (cidr_network(value, env->subnet4, sizeof(env->subnet4)) != AF_INET) {
+          return bad_value(err, path, line, key, value, "it must be an IPv4 address with a prefix length such as 10.244.3.1/24");
+        }
+        break;
+      case K_IPV6_SUBNET:
+        if (cidr_network(value, env->subnet6, sizeof(env->subnet6)) != AF_INET6) {
+          return bad_value(err, path, line, key, value, "it must be an IPv6 address with a prefix length");
+        }
+        break;
+      case K_MTU: {
+        char *end;
+        errno = 0;
+        unsigned long mtu = strtoul(value, &end, 10);
+        if (value[0] == '\0' || *end != '\0' || !isdigit((unsigned char)value[0]) || errno != 0 || mtu < 68 || mtu > 65535) {
+          return bad_value(err, path, line, key, value, "it must be a whole number between 68 and 65535");
+        }
+        env->mtu = (unsigned)mtu;
+        break;
+      }
+      case K_IPMASQ:
+        if (parse_bool(value, &env->ipmasq) < 0) return bad_value(err, path, line, key, value, "it must be true or false");
+        break;
+      default:
+        break;
+    }
+  }
+  return 0;
+}
+
 int subnet_env_parse(const char *text, size_t len, const char *path, struct subnet_env *env, struct cni_error *err) {
   memset(env, 0, sizeof(*env));
   if (memchr(text, '\0', len) != NULL) {
     return cni_fail(err, CNI_ERR_INVALID_CONFIG, "%s contains a NUL byte: it is not a subnet file", path);
   }
-  struct seen seen = {0};
   char *copy = strndup(text, len);
   if (copy == NULL) return cni_fail(err, CNI_ERR_INTERNAL, "out of memory");
+  struct assignment last[K_COUNT] = {{0}};
   int rc = 0;
   int line_no = 0;
   char *cursor = copy;
-  while (rc == 0 && cursor != NULL) {
+  while (cursor != NULL) {
     char *nl = strchr(cursor, '\n');
     if (nl != NULL) *nl = '\0';
     line_no++;
@@ -168,45 +211,19 @@ int subnet_env_parse(const char *text, size_t len, const char *path, struct subn
       break;
     }
     char *key = trim(line);
-    char *value = unquote(trim(eq + 1));
-    if (strcmp(key, "FLANNEL_NETWORK") == 0) {
-      rc = add_networks(env, value, AF_INET, path, line_no, key, err);
-      seen.network4 = true;
-    } else if (strcmp(key, "FLANNEL_IPV6_NETWORK") == 0) {
-      rc = add_networks(env, value, AF_INET6, path, line_no, key, err);
-      seen.network6 = true;
-    } else if (strcmp(key, "FLANNEL_SUBNET") == 0) {
-      if (cidr_network(value, env->subnet4, sizeof(env->subnet4)) != AF_INET) {
-        rc = bad_value(err, path, line_no, key, value, "it must be an IPv4 address with a prefix length such as 10.244.3.1/24");
-      }
-      seen.subnet4 = true;
-    } else if (strcmp(key, "FLANNEL_IPV6_SUBNET") == 0) {
-      if (cidr_network(value, env->subnet6, sizeof(env->subnet6)) != AF_INET6) {
-        rc = bad_value(err, path, line_no, key, value, "it must be an IPv6 address with a prefix length");
-      }
-      seen.subnet6 = true;
-    } else if (strcmp(key, "FLANNEL_MTU") == 0) {
-      char *end;
-      errno = 0;
-      unsigned long mtu = strtoul(value, &end, 10);
-      if (value[0] == '\0' || *end != '\0' || !isdigit((unsigned char)value[0]) || errno != 0 || mtu < 68 || mtu > 65535) {
-        rc = bad_value(err, path, line_no, key, value, "it must be a whole number between 68 and 65535");
-      }
-      env->mtu = (unsigned)mtu;
-      seen.mtu = true;
-    } else if (strcmp(key, "FLANNEL_IPMASQ") == 0) {
-      if (parse_bool(value, &env->ipmasq) < 0) rc = bad_value(err, path, line_no, key, value, "it must be true or false");
-      seen.ipmasq = true;
+    for (int k = 0; k < K_COUNT; k++) {
+      if (strcmp(key, key_names[k]) == 0) last[k] = (struct assignment){unquote(trim(eq + 1)), line_no};
     }
   }
+  if (rc == 0) rc = check_values(last, path, env, err);
   free(copy);
   if (rc < 0) return -1;
 
   char missing[256] = "";
-  if (!seen.network4 && !seen.network6) strcat(missing, "FLANNEL_NETWORK (or FLANNEL_IPV6_NETWORK), ");
-  if (!seen.subnet4 && !seen.subnet6) strcat(missing, "FLANNEL_SUBNET (or FLANNEL_IPV6_SUBNET), ");
-  if (!seen.mtu) strcat(missing, "FLANNEL_MTU, ");
-  if (!seen.ipmasq) strcat(missing, "FLANNEL_IPMASQ, ");
+  if (last[K_NETWORK].value == NULL && last[K_IPV6_NETWORK].value == NULL) strcat(missing, "FLANNEL_NETWORK (or FLANNEL_IPV6_NETWORK), ");
+  if (last[K_SUBNET].value == NULL && last[K_IPV6_SUBNET].value == NULL) strcat(missing, "FLANNEL_SUBNET (or FLANNEL_IPV6_SUBNET), ");
+  if (last[K_MTU].value == NULL) strcat(missing, "FLANNEL_MTU, ");
+  if (last[K_IPMASQ].value == NULL) strcat(missing, "FLANNEL_IPMASQ, ");
   if (missing[0] != '\0') {
     missing[strlen(missing) - 2] = '\0';
     return cni_fail(err, CNI_ERR_INVALID_CONFIG, "%s is missing %s: it is not a subnet file written by weft or flanneld",

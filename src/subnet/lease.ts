@@ -8,6 +8,7 @@
  *   value  {"PublicIP":"192.168.64.3","PublicIPv6":null,"BackendType":"udp"}
  *          (BackendType and BackendData omitted when empty)
  */
+import { jsonValueProblem } from '../sys/json-limits';
 import { LeaseError } from '../errors';
 import { formatIpv4, parseIpv4, prefixMask, type Ipv4Prefix } from '../net/ipv4';
 
@@ -127,6 +128,9 @@ export function encodeLeaseAttrs(attrs: LeaseAttrs): string {
   return `${json}}`;
 }
 
+/** flannel's lease values are two levels deep (BackendData: {"VNI":1,"VtepMAC":"…"}). */
+const MAX_LEASE_DEPTH = 16;
+
 /**
  * Reads a lease value written by weft, flanneld or an operator. Tolerates
  * unknown fields (newer flannel versions) and any field order.
@@ -141,6 +145,8 @@ export function decodeLeaseAttrs(text: string, where: string): LeaseAttrs {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new LeaseError(`${where}: the lease value must be a JSON object such as {"PublicIP":"192.168.1.10","BackendType":"udp"}`);
   }
+  const problem = jsonValueProblem(value, MAX_LEASE_DEPTH);
+  if (problem !== undefined) throw new LeaseError(`${where}: the lease value is not flannel's: ${problem}`);
   const record = value as Record<string, unknown>;
   const ipText = record['PublicIP'];
   const publicIp = typeof ipText === 'string' ? parseIpv4(ipText) : undefined;

@@ -20,6 +20,7 @@
  * backend it names: src/backend/registry.ts checks it.
  */
 
+import { jsonValueProblem } from '../sys/json-limits';
 import { ConfigError } from '../errors';
 import { ConfigFields, isJsonObject, jsonKind, showJson } from './config-fields';
 import {
@@ -103,6 +104,8 @@ export function parseNetConfig(text: string, source: string): NetConfig {
       `${source} must hold a JSON object such as {"Network": "10.244.0.0/16"}, got ${showJson(parsed)} (${jsonKind(parsed)})`,
     );
   }
+  const problem = jsonValueProblem(parsed);
+  if (problem !== undefined) throw new ConfigError(source, undefined, `${source} is not a network configuration: ${problem}`);
   return checkNetConfig(parsed, source);
 }
 
