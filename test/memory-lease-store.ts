@@ -85,6 +85,7 @@ function byAddress(a: Ipv4Prefix, b: Ipv4Prefix): number {
 }
 
 export class MemoryLeaseStore implements LeaseStore {
+  readonly unreadableValues = 0;
   /** The memory store stands in for etcd: revisions, TTLs, create-if-absent. */
   readonly kind = 'etcd' as const;
   readonly description: string;

@@ -22,7 +22,7 @@
  * The agent never asks which backend or which lease store it runs.
  */
 import { readFile } from 'node:fs/promises';
-import { Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { Backend } from '../backend/backend';
 import { chooseBackend } from '../backend/registry';
 import type { UdpAgentOptions } from '../backend/udp/udp-options';
@@ -233,7 +233,7 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
       ...(manager.leasesHaveSubnetLen ? { subnetLen: config.subnetLen } : {}),
       log,
     });
-    registerIgnoredLeases(registry, feed);
+    registerIgnoredLeases(registry, feed, () => manager.unreadableLeaseValues());
     const lostLease = (reason: string): void => void shutdown(reason, EXIT_OK);
     const watch = await untilTheStoreAnswers('reading the other hosts\' leases',
       () => manager.watchLeases(lease, { sink: (leases, why) => feed.apply(leases, why), onOwnLeaseLost: lostLease }), retry);
@@ -346,7 +346,18 @@ function registerAgentMetrics(registry: Registry, isReady: () => boolean, routeC
 }
 
 /** weft_leases_ignored{reason}: other hosts' leases left out of the routes now, and why. */
-function registerIgnoredLeases(registry: Registry, feed: PeerFeed): void {
+function registerIgnoredLeases(registry: Registry, feed: PeerFeed, unreadable: () => number): void {
+  let counted = 0;
+  new Counter({
+    name: 'weft_lease_values_unreadable_total',
+    help: 'Lease values in the store skipped because they are not flannel\'s lease JSON (each named in a warning)',
+    registers: [registry],
+    collect() {
+      const now = unreadable();
+      if (now > counted) this.inc(now - counted);
+      counted = now;
+    },
+  });
   const reasons: readonly IgnoredReason[] = [
     'outside_network', 'overlaps_own_subnet', 'subnet_length', 'bogus_public_ip', 'overlaps_other_lease', 'unusable_by_backend',
     'too_many_leases',

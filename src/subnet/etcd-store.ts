@@ -111,6 +111,7 @@ interface WatchHost {
 
 export class EtcdLeaseStore implements LeaseStore, WatchHost {
   readonly kind = 'etcd' as const;
+  private unreadable = 0;
   readonly description: string;
   readonly prefix: string;
   readonly subnetsPrefix: string;
@@ -354,6 +355,10 @@ export class EtcdLeaseStore implements LeaseStore, WatchHost {
     this.onWarning?.(msg);
   }
 
+  get unreadableValues(): number {
+    return this.unreadable;
+  }
+
   forget(watch: EtcdLeaseWatch): void {
     this.watches.delete(watch);
   }
@@ -377,6 +382,7 @@ export class EtcdLeaseStore implements LeaseStore, WatchHost {
     try {
       return decodeLeaseAttrs(kv.value.toString('utf8'), `etcd key ${kv.key.toString('utf8')}`);
     } catch (err) {
+      this.unreadable++;
       this.warn(`skipping ${(err as Error).message}`);
       return undefined;
     }

@@ -242,6 +242,8 @@ type Mutation<T> = (state: LeaseFileState, now: number) => { readonly result: T;
 
 export class FileLeaseStore implements LeaseStore {
   readonly kind = 'file' as const;
+  /** A lease file with a value that does not decode is refused as a whole (a LeaseError), never skipped. */
+  readonly unreadableValues = 0;
   readonly description: string;
   /** Absolute path of the lease file. */
   readonly path: string;

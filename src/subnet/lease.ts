@@ -97,6 +97,12 @@ export interface LeaseStore {
   delete(subnet: Ipv4Prefix): Promise<void>;
   /** Watches changes after `revision`; reconnects with backoff by itself. */
   watch(revision: number, handlers: LeaseWatchHandlers): LeaseWatch;
+  /**
+   * Lease values skipped since the store was opened because they are not
+   * flannel's lease JSON (each also named in a warning); 0 for stores that
+   * refuse such values as a whole.
+   */
+  readonly unreadableValues: number;
   close(): Promise<void>;
 }
 

@@ -44,6 +44,10 @@ export class StaticSubnetManager implements SubnetManager {
   readonly description = 'static (--subnet, --peer, --peers-file)';
   readonly configSources: string;
   readonly leasesHaveSubnetLen = false;
+
+  unreadableLeaseValues(): number {
+    return 0;
+  }
   private readonly options: StaticSubnetManagerOptions;
   private readonly fromFlags: readonly StaticPeer[];
   /** The cluster network, known from checkConfig/acquireLease on. */

@@ -31,6 +31,10 @@ export class StoreSubnetManager implements SubnetManager {
   private readonly store: LeaseStore;
   private readonly options: StoreSubnetManagerOptions;
 
+  unreadableLeaseValues(): number {
+    return this.store.unreadableValues;
+  }
+
   constructor(store: LeaseStore, options: StoreSubnetManagerOptions) {
     this.store = store;
     this.options = options;

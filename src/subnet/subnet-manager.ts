@@ -62,6 +62,8 @@ export interface SubnetManager {
   keepLease(lease: Lease, attrs: LeaseAttrs, onLost: (reason: string) => void): Stoppable;
   /** Delivers the lease set now (resolves after the first delivery was applied), then every change. */
   watchLeases(own: Lease, handlers: LeaseSetHandlers): Promise<Stoppable>;
+  /** Lease values in the store skipped as unreadable so far (LeaseStore.unreadableValues); 0 for static peers. */
+  unreadableLeaseValues(): number;
   close(): Promise<void>;
 }
 

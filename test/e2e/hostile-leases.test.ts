@@ -2,7 +2,8 @@
  * End to end: leases written into etcd by someone else — a bogus PublicIP, a
  * subnet outside the network, one inside another host's lease, one covering
  * several, garbage that is not JSON — next to two weft hosts with pods. Each
- * is ignored with one log line and counted in weft_leases_ignored; the agents
+ * is ignored with one log line and counted (weft_leases_ignored by reason,
+ * weft_lease_values_unreadable_total for values that are not JSON); the agents
  * keep running, the genuine routes stay, and pod traffic never stops.
  */
 import assert from 'node:assert/strict';
@@ -69,6 +70,12 @@ describe('hostile leases in etcd are ignored, never routed', { skip }, () => {
       return JSON.stringify(got) === JSON.stringify(expected) ? m : undefined;
     }, 10_000, 200);
     assert.equal(metrics.get('weft_routes'), 1, 'host 1 routes only to host 2');
+    const unreadable = await eventually('the garbage values counted', async () => {
+      const m = await scrapeMetrics(lab, h1.ns, H1_HEALTH);
+      const n = m.get('weft_lease_values_unreadable_total') ?? 0;
+      return n >= 2 ? n : undefined;
+    }, 10_000, 200);
+    assert.ok(unreadable >= 2, 'both values that are not flannel\'s JSON were counted');
 
     const agent1 = agents[0] as LabAgent;
     const about = (key: string) => (r: LogRecord): boolean => r.msg.includes(key.replace('-', '/')) || r.msg.includes(key);

@@ -279,6 +279,7 @@ describe('LeaseKeeper (real timers, 2 s TTL)', () => {
 
 /** A store whose renew() waits for open(); everything else goes to `inner`. */
 class GatedStore implements LeaseStore {
+  readonly unreadableValues = 0;
   readonly kind = 'etcd' as const;
   readonly description = 'gated memory store';
   inner: LeaseStore | undefined;
