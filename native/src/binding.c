@@ -26,8 +26,12 @@ struct weft_poll;
 struct weft_env {
   struct weft_scratch scratch;
   struct weft_poll *polls; /* live readiness watchers, for teardown */
-  napi_async_cleanup_hook_handle cleanup;
+  /* Watchers whose uv_close has not called back yet, however they were stopped (pollStop,
+     a failed pollStart, teardown): each close callback still reads this struct, so the
+     environment must not free it while any is pending. */
   int closing_polls;
+  /* Set while teardown waits for those closes; removing it lets Node free this struct. */
+  napi_async_cleanup_hook_handle cleanup;
 };
 
 struct weft_poll_token;
@@ -49,6 +53,7 @@ struct weft_poll_token {
 };
 
 static void stop_poll(struct weft_poll *p);
+static void close_poll(struct weft_poll *p);
 
 /* ---------- errors ---------- */
 
@@ -534,11 +539,18 @@ static void on_poll_closed(uv_handle_t *h) {
   struct weft_poll *p = (struct weft_poll *)h->data;
   struct weft_env *owner = p->owner;
   free(p);
-  if (owner->closing_polls > 0 && --owner->closing_polls == 0 && owner->cleanup != NULL) {
+  /* the last pending close of a teardown lets the environment go on (and free `owner`) */
+  if (--owner->closing_polls == 0 && owner->cleanup != NULL) {
     napi_async_cleanup_hook_handle hook = owner->cleanup;
     owner->cleanup = NULL;
     napi_remove_async_cleanup_hook(hook);
   }
+}
+
+/* The only way a watcher is closed: counted until on_poll_closed. */
+static void close_poll(struct weft_poll *p) {
+  p->owner->closing_polls++;
+  uv_close((uv_handle_t *)&p->handle, on_poll_closed);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {
@@ -596,7 +608,7 @@ static napi_value poll_start(napi_env env, napi_callback_info info) {
   if (r < 0) {
     napi_delete_reference(env, p->callback);
     napi_async_destroy(env, p->async);
-    uv_close((uv_handle_t *)&p->handle, on_poll_closed);
+    close_poll(p);
     return throw_errno(env, "uv_poll_start", -r);
   }
   p->next = p->owner->polls;
@@ -622,7 +634,7 @@ static void stop_poll(struct weft_poll *p) {
   }
   uv_poll_stop(&p->handle);
   unlink_poll(p);
-  uv_close((uv_handle_t *)&p->handle, on_poll_closed);
+  close_poll(p);
 }
 
 /* pollStop(handle): stops watching; safe to call twice. */
@@ -639,22 +651,26 @@ static napi_value poll_stop(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* Environment teardown (worker exit): close any watcher JS did not stop. */
+/*
+ * Environment teardown (worker exit): close any watcher JS did not stop, then
+ * hold the environment until every close still pending has called back,
+ * including those of watchers JS stopped just before (a worker that calls
+ * pollStop and exits at once). Node 20 happens to run its loop before this
+ * hook, so those are usually done already; nothing here relies on it.
+ */
 static void on_env_teardown(napi_async_cleanup_hook_handle hook, void *arg) {
   struct weft_env *e = arg;
-  e->cleanup = hook;
-  if (e->polls == NULL) {
-    e->cleanup = NULL;
-    napi_remove_async_cleanup_hook(hook);
-    return;
-  }
   while (e->polls != NULL) {
     struct weft_poll *p = e->polls;
-    e->closing_polls++;
     napi_delete_reference(p->env, p->callback);
     napi_async_destroy(p->env, p->async);
     stop_poll(p);
   }
+  if (e->closing_polls == 0) {
+    napi_remove_async_cleanup_hook(hook);
+    return;
+  }
+  e->cleanup = hook; /* on_poll_closed removes it after the last close */
 }
 
 static void free_instance(napi_env env, void *data, void *hint) {

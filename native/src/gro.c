@@ -11,7 +11,12 @@
 static int mergeable(const uint8_t *p, int32_t len, int flags, uint8_t *proto, size_t *l4hdr, size_t *payload) {
   if (len < 28 || p[0] != 0x45) return 0;          /* IPv4 without options */
   if (weft_get16(p + 2) != (uint16_t)len) return 0;
-  if ((weft_get16(p + 6) & 0x3fff) != 0) return 0;      /* no fragments */
+  /* no fragments, and no flag but DF: the reserved bit of a merged packet's later segments would
+     come back as the first's (Linux's inet_gro_receive flushes on any frag_off bit but DF) */
+  if ((weft_get16(p + 6) & ~0x4000) != 0) return 0;
+  /* a merged write gets a fresh header checksum: a corrupt header would come out repaired and
+     be delivered where the kernel drops it (Linux's inet_gro_receive checks it too) */
+  if (weft_csum_fold(weft_csum_add(p, 20, 0)) != 0xffff) return 0;
   *proto = p[9];
   if (*proto == 6 && (flags & WEFT_GRO_TCP)) {
     if (len < 40) return 0;
@@ -35,16 +40,35 @@ static int mergeable(const uint8_t *p, int32_t len, int flags, uint8_t *proto, s
   return weft_csum_fold(weft_csum_add(p + 20, (size_t)len - 20, sum)) == 0xffff;
 }
 
-/* Can `q` follow the group that starts with `p` and currently ends at sequence `next_seq`? */
-static int same_flow(const uint8_t *p, const uint8_t *q, uint8_t proto, size_t l4hdr) {
+/*
+ * Can `q` be the packet at position `k` (k >= 1) of the group that starts
+ * with `p`? Everything a merged header carries only once must match, since
+ * the kernel resegments a merged write by copying the first header.
+ *
+ * The IP ID: resegmentation numbers the segments id(p) + k (a virtio-net
+ * header has no way to ask for fixed IDs). Without DF the ID is what
+ * reassembly goes by, so it must already be exactly that, as Linux's GRO
+ * demands (inet_gro_receive/tcp_gro_receive's flush_id: a non-atomic flow
+ * must increment by one). With DF the datagram is atomic and its ID carries
+ * nothing (RFC 6864 section 4.1), so any ID merges. Linux is stricter there
+ * (fixed or incrementing, so its own resegmentation can restore either), but
+ * a merged TUN write is renumbered id + k whatever the rule, so that
+ * strictness would only lose merges.
+ */
+static int same_flow(const uint8_t *p, const uint8_t *q, uint8_t proto, size_t l4hdr, int k) {
   if (p[1] != q[1] || p[8] != q[8] || p[9] != q[9]) return 0;      /* TOS, TTL, protocol */
   if ((p[6] & 0x40) != (q[6] & 0x40)) return 0;                    /* DF */
+  if (!(p[6] & 0x40) && weft_get16(q + 4) != (uint16_t)(weft_get16(p + 4) + k)) return 0; /* IP ID */
   if (memcmp(p + 12, q + 12, 8) != 0) return 0;                    /* addresses */
   if (memcmp(p + 20, q + 20, 4) != 0) return 0;                    /* ports */
   if (proto == 6) {
     if ((size_t)(q[32] >> 4) * 4 != l4hdr) return 0;
     if (memcmp(p + 28, q + 28, 4) != 0) return 0;                  /* ACK number */
     if (memcmp(p + 34, q + 34, 2) != 0) return 0;                  /* window */
+    /* urgent pointer: a URG segment never gets here (mergeable() takes ACK|PSH only) and
+       without URG the field means nothing, but resegmentation would copy the first
+       segment's into all of them; Linux ignores it, weft keeps segments as they were */
+    if (memcmp(p + 38, q + 38, 2) != 0) return 0;
     if (memcmp(p + 40, q + 40, l4hdr - 20) != 0) return 0;         /* options (timestamps) */
   }
   return 1;
@@ -76,7 +100,7 @@ int weft_gro_plan(uint8_t *slab, const int32_t *offsets, const int32_t *lens, in
       uint8_t qproto;
       size_t ql4, qpay;
       if (!mergeable(q, lens[j], flags, &qproto, &ql4, &qpay) || qproto != proto) break;
-      if (!same_flow(p, q, proto, l4hdr) || qpay > seg) break;
+      if (!same_flow(p, q, proto, l4hdr, g->count) || qpay > seg) break;
       if (20 + l4hdr + total + qpay > IP_MAX_LEN) break;
       if (proto == 6) {
         if (weft_get32(q + 24) != next_seq) break;

@@ -119,8 +119,9 @@ struct weft_gro_group {
 /*
  * Plans writes for `count` plain IPv4 packets (slab + offsets[i], lens[i]),
  * keeping their order. Consecutive segments of one TCP flow (same addresses,
- * ports, ACK, options, TOS, TTL, DF, window; adjacent sequence numbers;
- * flags ACK or ACK|PSH; none after a PSH or a short segment; valid checksums)
+ * ports, ACK, options, TOS, TTL, DF, window, urgent pointer; without DF, IP
+ * IDs that go up by one; adjacent sequence numbers; flags ACK or ACK|PSH, so
+ * never URG; none after a PSH or a short segment; valid IP and L4 checksums)
  * become one group, whose first packet's IP and TCP headers are rewritten
  * in place for the merged length (TCP checksum field = pseudo-header sum, for
  * NEEDS_CSUM). UDP likewise with WEFT_GRO_UDP. Everything else is a group of

@@ -8,6 +8,7 @@
 #include <netinet/udp.h>
 #include <poll.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef SOL_UDP
@@ -120,15 +121,49 @@ int weft_udp_recv_batch(int fd, uint8_t *slab, size_t slot_size, int max, int32_
   return n;
 }
 
-/* Waits until the socket can take more data; false after WEFT_SEND_WAIT_MS. */
-static int wait_writable(int fd, struct weft_io *io) {
+/*
+ * Retries of sends the kernel refuses for want of buffer space (EAGAIN,
+ * ENOBUFS), shared by everything one batch call sends. poll(2) saying
+ * "writable" does not promise the next send goes through: ENOBUFS can come
+ * from a datagram whose IP fragments do not fit the send buffer, or from
+ * memory pressure, with the buffer empty. A loop that only trusts poll then
+ * spins forever on the worker thread. So a call gives up on one datagram after
+ * WEFT_SEND_RETRIES fruitless retries in a row, and on the rest of its batch
+ * when the buffer stays full for WEFT_SEND_WAIT_MS or once WEFT_SEND_BUDGET_MS
+ * have passed since its first stall. What is given up is counted in io->failed.
+ */
+struct send_budget {
+  int64_t deadline_ns; /* CLOCK_MONOTONIC; 0 until the call's first stall (no clock read before) */
+  int fruitless;       /* retries in a row that sent nothing */
+};
+
+enum stall_action { STALL_RETRY, STALL_SKIP_ONE, STALL_GIVE_UP };
+
+static int64_t monotonic_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static int is_stall(int err) { return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS; }
+
+/* A send that took nothing failed with a stall errno: wait for room, skip the datagram, or stop. */
+static enum stall_action on_stall(int fd, struct send_budget *b, struct weft_io *io) {
+  int64_t now = monotonic_ns();
+  if (b->deadline_ns == 0) b->deadline_ns = now + (int64_t)WEFT_SEND_BUDGET_MS * 1000000;
+  if (now >= b->deadline_ns) return STALL_GIVE_UP;
+  if (++b->fruitless > WEFT_SEND_RETRIES) {
+    b->fruitless = 0;
+    return STALL_SKIP_ONE;
+  }
+  int64_t left_ms = (b->deadline_ns - now + 999999) / 1000000;
   struct pollfd p = {.fd = fd, .events = POLLOUT, .revents = 0};
   int r;
   do {
-    r = poll(&p, 1, WEFT_SEND_WAIT_MS);
+    r = poll(&p, 1, left_ms < WEFT_SEND_WAIT_MS ? (int)left_ms : WEFT_SEND_WAIT_MS);
     io->syscalls++;
   } while (r < 0 && errno == EINTR);
-  return r > 0;
+  return r > 0 ? STALL_RETRY : STALL_GIVE_UP; /* timed out: the buffer stays full */
 }
 
 int weft_udp_send_batch(int fd, const uint8_t *slab, const int32_t *offsets,
@@ -149,6 +184,7 @@ int weft_udp_send_batch(int fd, const uint8_t *slab, const int32_t *offsets,
     s->msgs[i].msg_hdr.msg_name = &s->addrs[i];
     s->msgs[i].msg_hdr.msg_namelen = sizeof(s->addrs[i]);
   }
+  struct send_budget budget = {0, 0};
   while (done < count) {
     int r = sendmmsg(fd, s->msgs + done, (unsigned int)(count - done), 0);
     io->syscalls++;
@@ -156,25 +192,35 @@ int weft_udp_send_batch(int fd, const uint8_t *slab, const int32_t *offsets,
       for (int i = done; i < done + r; i++) io->bytes += s->msgs[i].msg_len;
       done += r;
       sent += r;
+      budget.fruitless = 0;
       continue;
     }
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
-      if (wait_writable(fd, io)) continue;
-      io->failed += (uint32_t)(count - done);
-      io->last_errno = EAGAIN;
-      break;
+    int err = r < 0 ? errno : EIO;
+    if (err == EINTR) continue;
+    if (is_stall(err)) {
+      enum stall_action a = on_stall(fd, &budget, io);
+      if (a == STALL_RETRY) continue;
+      if (a == STALL_GIVE_UP) {
+        io->failed += (uint32_t)(count - done);
+        io->last_errno = err;
+        break;
+      }
     }
-    /* the datagram at `done` was refused (EMSGSIZE, ENETUNREACH, EPERM...): skip it */
+    /* the datagram at `done` was refused (EMSGSIZE, ENETUNREACH, EPERM..., or a stall
+       that retries did not clear): skip it */
     io->failed++;
-    io->last_errno = r < 0 ? errno : EIO;
+    io->last_errno = err;
     done++;
   }
   return sent;
 }
 
-/* Sends the header/payload iovec pairs of one UDP_SEGMENT message as separate datagrams. */
-static void send_singly(int fd, const struct mmsghdr *gso, struct weft_io *io) {
+/*
+ * Sends the header/payload iovec pairs of one UDP_SEGMENT message as separate
+ * datagrams. Returns 0, or -1 when the call's send budget ran out (the
+ * datagrams not sent are counted in io->failed).
+ */
+static int send_singly(int fd, const struct mmsghdr *gso, struct send_budget *budget, struct weft_io *io) {
   struct mmsghdr one[WEFT_UDP_GSO_MAX_SEGS];
   const struct msghdr *g = &gso->msg_hdr;
   int n = (int)(g->msg_iovlen / 2);
@@ -193,18 +239,33 @@ static void send_singly(int fd, const struct mmsghdr *gso, struct weft_io *io) {
       for (int i = done; i < done + r; i++) io->bytes += one[i].msg_len;
       io->units += (uint32_t)r;
       done += r;
+      budget->fruitless = 0;
       continue;
     }
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) && wait_writable(fd, io)) continue;
+    int err = r < 0 ? errno : EIO;
+    if (err == EINTR) continue;
+    if (is_stall(err)) {
+      enum stall_action a = on_stall(fd, budget, io);
+      if (a == STALL_RETRY) continue;
+      if (a == STALL_GIVE_UP) {
+        io->failed += (uint32_t)(n - done);
+        io->last_errno = err;
+        return -1;
+      }
+    }
     io->failed++;
-    io->last_errno = r < 0 ? errno : EIO;
+    io->last_errno = err;
     done++;
   }
+  return 0;
 }
 
-/* Sends msgs[0..nmsg) with sendmmsg, skipping refused ones; counts in datagram units. */
-static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, struct weft_io *io) {
+/*
+ * Sends msgs[0..nmsg) with sendmmsg, skipping refused ones; counts in datagram
+ * units. When the send budget runs out, the rest is counted failed.
+ */
+static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, struct send_budget *budget,
+                      struct weft_io *io) {
   int done = 0;
   while (done < nmsg) {
     int r = sendmmsg(fd, s->msgs + done, (unsigned int)(nmsg - done), 0);
@@ -215,24 +276,32 @@ static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, struct weft_io 
         io->units += s->msg_units[i];
       }
       done += r;
+      budget->fruitless = 0;
       continue;
     }
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
-      if (wait_writable(fd, io)) continue;
-      for (int i = done; i < nmsg; i++) io->failed += s->msg_units[i];
-      io->last_errno = EAGAIN;
-      break;
-    }
     int err = r < 0 ? errno : EIO;
-    if (s->msg_units[done] > 1 && (err == EMSGSIZE || err == EINVAL || err == EIO)) {
+    if (err == EINTR) continue;
+    if (is_stall(err)) {
+      enum stall_action a = on_stall(fd, budget, io);
+      if (a == STALL_RETRY) continue;
+      if (a == STALL_GIVE_UP) {
+        for (int i = done; i < nmsg; i++) io->failed += s->msg_units[i];
+        io->last_errno = err;
+        return;
+      }
+      /* STALL_SKIP_ONE: falls through to the refusal below */
+    } else if (s->msg_units[done] > 1 && (err == EMSGSIZE || err == EINVAL || err == EIO)) {
       /* the kernel refused UDP_SEGMENT for this path (MTU below the segment, IPsec, no
          checksum offload): the same datagrams still go, one by one */
-      send_singly(fd, &s->msgs[done], io);
-    } else {
-      io->failed += s->msg_units[done];
-      io->last_errno = err;
+      if (send_singly(fd, &s->msgs[done], budget, io) < 0) {
+        for (int i = done + 1; i < nmsg; i++) io->failed += s->msg_units[i];
+        return;
+      }
+      done++;
+      continue;
     }
+    io->failed += s->msg_units[done];
+    io->last_errno = err;
     done++;
   }
 }
@@ -267,6 +336,8 @@ int weft_udp_send_vnet_batch(int fd, uint8_t *slab, const int32_t *offsets, cons
                              struct weft_scratch *s, struct weft_io *io) {
   int nmsg = 0, niov = 0, nhdr = 0;
   uint32_t before = io->units;
+  /* one budget for the whole call: a flush that ran out leaves the next ones one try each */
+  struct send_budget budget = {0, 0};
   for (int i = 0; i < count; i++) {
     uint8_t *p = slab + offsets[i];
     if (lens[i] < WEFT_VNET_HDR_LEN + 20) {
@@ -283,7 +354,7 @@ int weft_udp_send_vnet_batch(int fd, uint8_t *slab, const int32_t *offsets, cons
         continue;
       }
       if (nmsg + 1 > WEFT_MAX_BATCH || niov + 1 > WEFT_MAX_IOV) {
-        flush_msgs(fd, s, nmsg, io);
+        flush_msgs(fd, s, nmsg, &budget, io);
         nmsg = niov = nhdr = 0;
       }
       s->iov[niov].iov_base = pkt;
@@ -295,7 +366,7 @@ int weft_udp_send_vnet_batch(int fd, uint8_t *slab, const int32_t *offsets, cons
     /* a super-packet: make room for its worst case first */
     if (nhdr + WEFT_GSO_MAX_SEGS > WEFT_MAX_HDRS || niov + 2 * WEFT_GSO_MAX_SEGS > WEFT_MAX_IOV ||
         nmsg + WEFT_GSO_MAX_SEGS > WEFT_MAX_BATCH) {
-      flush_msgs(fd, s, nmsg, io);
+      flush_msgs(fd, s, nmsg, &budget, io);
       nmsg = niov = nhdr = 0;
     }
     int n = weft_gso_split(pkt, len, &h, s->hdrs + (size_t)nhdr * WEFT_SEG_HDR_MAX, s->segs, WEFT_GSO_MAX_SEGS);
@@ -324,6 +395,6 @@ int weft_udp_send_vnet_batch(int fd, uint8_t *slab, const int32_t *offsets, cons
       add_msg(s, nmsg++, iov0, 2 * c, addrs[i], ports[i], c > 1 ? (uint16_t)seg_wire : 0, (uint32_t)c);
     }
   }
-  if (nmsg > 0) flush_msgs(fd, s, nmsg, io);
+  if (nmsg > 0) flush_msgs(fd, s, nmsg, &budget, io);
   return (int)(io->units - before);
 }

@@ -154,11 +154,17 @@ int weft_tun_write_packets(int fd, uint8_t *slab, const int32_t *offsets, const 
 /*
  * sendmmsg: datagram i is slab + offsets[i], lens[i], to addrs[i]:ports[i]
  * (host order). A datagram refused with a per-packet error is skipped and
- * counted in io->failed; when the socket buffer stays full for
- * WEFT_SEND_WAIT_MS the rest of the batch is counted as failed.
- * Returns the number sent.
+ * counted in io->failed. Sends refused for want of buffer space (EAGAIN,
+ * ENOBUFS) wait for room and retry, within bounds (the same for
+ * weft_udp_send_vnet_batch): a datagram still refused after
+ * WEFT_SEND_RETRIES retries in a row is skipped; when the socket buffer stays
+ * full for WEFT_SEND_WAIT_MS, or WEFT_SEND_BUDGET_MS after the call's first
+ * stall, the rest of the batch is counted as failed. A call therefore never
+ * spends much more than WEFT_SEND_BUDGET_MS waiting. Returns the number sent.
  */
 #define WEFT_SEND_WAIT_MS 10
+#define WEFT_SEND_RETRIES 3
+#define WEFT_SEND_BUDGET_MS 50
 int weft_udp_send_batch(int fd, const uint8_t *slab, const int32_t *offsets,
                         const int32_t *lens, const uint32_t *addrs, const uint16_t *ports,
                         int count, struct weft_scratch *s, struct weft_io *io);

@@ -494,13 +494,14 @@ interface Mergeable {
 
 /**
  * A packet that may take part in a merge: IPv4 without options whose total
- * length is its length, not a fragment, TCP (with GRO_TCP) whose 12 flag bits
+ * length is its length and whose header checksum verifies, not a fragment
+ * and with no IP flag but DF, TCP (with GRO_TCP) whose 12 flag bits
  * are exactly ACK or ACK|PSH, or UDP (with GRO_UDP) whose UDP length is right;
  * a non-empty payload; a valid L4 checksum (a UDP checksum of 0 is "none").
  */
 function refMergeable(p: Uint8Array, flags: number): Mergeable | undefined {
-  if (p.length < 28 || p[0] !== 0x45 || u16(p, 2) !== p.length) return undefined;
-  if ((p[6] & 0x20) !== 0 || ((p[6] & 0x1f) | p[7]) !== 0) return undefined;
+  if (p.length < 28 || p[0] !== 0x45 || u16(p, 2) !== p.length || !ipHeaderValid(p)) return undefined;
+  if ((p[6] & 0xbf) !== 0 || p[7] !== 0) return undefined; // MF, an offset or the reserved flag: only DF may be set
   let l4hdr: number;
   if (p[9] === IPPROTO_TCP && (flags & GRO_TCP) !== 0) {
     if (p.length < 40) return undefined;
@@ -524,7 +525,7 @@ const sameBytes = (a: Uint8Array, b: Uint8Array, from: number, to: number): bool
   return true;
 };
 
-/** Same flow and same everything that a merged header has only once. */
+/** Same flow and same everything that a merged header has only once (TCP: urgent pointer too). */
 function refSameFlow(p: Uint8Array, q: Uint8Array): boolean {
   const tos = p[1] === q[1];
   const ttl = p[8] === q[8];
@@ -534,7 +535,17 @@ function refSameFlow(p: Uint8Array, q: Uint8Array): boolean {
   if (!(tos && ttl && df && addresses && ports && p[9] === q[9])) return false;
   if (p[9] !== IPPROTO_TCP) return true;
   const thl = (p[32] >> 4) * 4;
-  return (q[32] >> 4) * 4 === thl && u32(p, 28) === u32(q, 28) && u16(p, 34) === u16(q, 34) && sameBytes(p, q, 40, 20 + thl);
+  return (q[32] >> 4) * 4 === thl && u32(p, 28) === u32(q, 28) && u16(p, 34) === u16(q, 34) && u16(p, 38) === u16(q, 38)
+    && sameBytes(p, q, 40, 20 + thl);
+}
+
+/**
+ * The IP ID rule for the packet at position k of a group headed by p: without
+ * DF it must be p's ID + k (mod 2^16), what the kernel's resegmentation gives
+ * it back; with DF (an atomic datagram, RFC 6864) any ID merges.
+ */
+function refIdFollows(p: Uint8Array, q: Uint8Array, k: number): boolean {
+  return (p[6] & 0x40) !== 0 || u16(q, 4) === (u16(p, 4) + k) % 0x10000;
 }
 
 interface Group {
@@ -546,8 +557,9 @@ interface Group {
  * Plans the writes: a group is a run of consecutive packets of one flow that
  * can be merged; it grows while it has fewer than 64 packets, its last packet
  * had no PSH and was not shorter than the first, and the next packet is
- * mergeable, of the same flow, no longer than the first, keeps the whole
- * under 65535 bytes and (TCP) starts where the group's data ends.
+ * mergeable, of the same flow, with the IP ID that follows (without DF), no
+ * longer than the first, keeps the whole under 65535 bytes and (TCP) starts
+ * where the group's data ends.
  */
 function refPlan(pkts: readonly Uint8Array[], flags: number, why?: Map<string, number>): Group[] {
   const stop = (reason: string): void => {
@@ -574,6 +586,7 @@ function refPlan(pkts: readonly Uint8Array[], flags: number, why?: Map<string, n
         const mq = refMergeable(q, flags);
         if (mq === undefined) { stop('next not mergeable'); break; }
         if (mq.proto !== m.proto || !refSameFlow(head, q)) { stop('next of another flow'); break; }
+        if (!refIdFollows(head, q, count)) { stop('IP id'); break; }
         if (mq.payload > m.payload) { stop('next longer'); break; }
         if (20 + m.l4hdr + bytes + mq.payload > IP_MAX) { stop('65535 bytes'); break; }
         if (tcp) {
@@ -844,7 +857,22 @@ function oddPacket(r: Rng, f: Flow): Uint8Array {
 /** Changes a packet in place so that some merge rule applies to it. */
 function mutate(r: Rng, p: Uint8Array): void {
   const ihl = ipHeaderLength(p);
-  switch (r.below(6)) {
+  switch (r.below(8)) {
+    case 7: // a wrong IP header checksum, left wrong; or the reserved IP flag, checksum right
+      if (r.chance(0.3)) {
+        p[6] ^= 0x80;
+        break;
+      }
+      p[10 + r.below(2)] ^= r.int(1, 255);
+      return;
+    case 6: // another IP ID (matters without DF), or (TCP) an urgent pointer without URG
+      if (p[9] === IPPROTO_TCP && r.chance(0.3)) {
+        put16(p, ihl + 18, r.int(1, 0xffff));
+        setL4Checksum(p);
+        return;
+      }
+      put16(p, 4, (u16(p, 4) + r.int(1, 0xffff)) % 0x10000);
+      break;
     case 0: { // corrupt the L4 checksum (payload byte or checksum field), leave it wrong
       const i = r.int(ihl, p.length - 1);
       p[i] ^= r.int(1, 255);
@@ -925,9 +953,10 @@ function nativeCoalesce(r: Rng, c: GroCase): Buffer[] {
  * merged writes carry the right vnet header, IP length and checksum and the
  * pseudo-header sum in the L4 checksum field; and resegmenting every write
  * as the kernel would gives back the input packets, in order, except for the
- * fields a resegmentation legitimately changes: the IP id (the kernel numbers
- * the segments first id + k), hence the IP header checksum, and the UDP
- * checksum of a datagram that had none (NEEDS_CSUM makes the kernel fill it).
+ * fields a resegmentation legitimately changes: the IP id of a DF packet (the
+ * kernel numbers the segments first id + k; without DF the ids must come back
+ * unchanged), hence the IP header checksum, and the UDP checksum of a
+ * datagram that had none (NEEDS_CSUM makes the kernel fill it).
  * A packet whose checksum does not verify is always written alone, unchanged.
  */
 function checkCoalesce(c: GroCase, writes: Buffer[], what: string, why?: Map<string, number>): { merged: number; mergedUdp: number; segments: number } {
@@ -988,8 +1017,11 @@ function checkCoalesce(c: GroCase, writes: Buffer[], what: string, why?: Map<str
         if (!equalBytes(seg, orig)) fail(`${tag}: a single packet was changed: ${describeDiff(seg, orig)}`);
       } else {
         if (seg.length !== orig.length) fail(`${tag}: ${seg.length} bytes, expected ${orig.length}`);
-        // equal but for the IP id and the header checksum that follows it, and a UDP checksum that was 0
+        // equal but for the IP id (DF only) and the header checksum that follows it, and a UDP checksum that was 0
         const udpNoCsum = orig[9] === IPPROTO_UDP && u16(orig, 26) === 0;
+        if ((orig[6] & 0x40) === 0 && u16(seg, 4) !== u16(orig, 4)) {
+          fail(`${tag}: IP id ${u16(orig, 4)} of a packet without DF came back as ${u16(seg, 4)}`);
+        }
         const same = equalBytes(seg.subarray(0, 4), orig.subarray(0, 4)) && equalBytes(seg.subarray(6, 10), orig.subarray(6, 10))
           && (udpNoCsum
             ? equalBytes(seg.subarray(12, 26), orig.subarray(12, 26)) && equalBytes(seg.subarray(28), orig.subarray(28))
@@ -1264,7 +1296,7 @@ describe('offload differential: groCoalesce', () => {
     assert.ok(mergedUdp > cases / 10 && merged - mergedUdp > cases, `merged writes: ${merged - mergedUdp} TCP, ${mergedUdp} UDP`);
     t.diagnostic(`${cases} batches, ${packets} packets, ${writes} writes, ${merged} merged (${merged - mergedUdp} TCP, ${mergedUdp} UDP)`);
     t.diagnostic(`why groups ended: ${JSON.stringify(Object.fromEntries([...why].sort()))}`);
-    for (const reason of ['end of batch', '64 segments', 'PSH', 'short segment', 'next not mergeable', 'next of another flow', 'next longer', '65535 bytes', 'sequence gap']) {
+    for (const reason of ['end of batch', '64 segments', 'PSH', 'short segment', 'next not mergeable', 'next of another flow', 'IP id', 'next longer', '65535 bytes', 'sequence gap']) {
       assert.ok((why.get(reason) ?? 0) > 0, `no group ended because of "${reason}": the generator misses a rule`);
     }
   });
@@ -1322,5 +1354,79 @@ describe('offload differential: groCoalesce', () => {
     const pkts = [seg(0, TCP_ACK), seg(1000, TCP_ACK | TCP_NS), seg(2000, TCP_ACK)];
     const c: GroCase = { pkts, flags: GRO_TCP };
     checkCoalesce(c, nativeCoalesce(new Rng(1), c), 'NS bit');
+  });
+
+  describe('rules Linux GRO has too: IP ids (+1 per segment without DF), IP header checksum, URG; and the urgent pointer', () => {
+    const DF = 0x4000;
+    /** Consecutive 1000-byte TCP segments of one flow with these IP ids, flag words and urgent pointers. */
+    const tcpRun = (frag: number, ids: number[], flags: number[] = [], urgent: number[] = []): Uint8Array[] =>
+      ids.map((id, k) => buildTcp({ src: 0x0af40102, dst: 0x0af40202, tos: 0, ttl: 62, id, frag },
+        { sport: 40000, dport: 5201, seq: 7000 + 1000 * k, ack: 77, flags: flags[k] ?? TCP_ACK, window: 500, urgent: urgent[k] ?? 0 },
+        new Uint8Array(1000).fill(k + 1)));
+    const udpRun = (frag: number, ids: number[]): Uint8Array[] =>
+      ids.map((id, k) => buildUdp({ src: 0x0af40102, dst: 0x0af40202, tos: 0, ttl: 62, id, frag }, 4433, 50000, new Uint8Array(1200).fill(k + 1)));
+    /** Group sizes of the native writes, each write checked against the reference and resegmented. */
+    const groups = (pkts: Uint8Array[], flags: number, what: string): number[] => {
+      const w = nativeCoalesce(new Rng(1), { pkts, flags });
+      checkCoalesce({ pkts, flags }, w, what);
+      return w.map((b) => (b[1] === 0 ? 1 : (refSplit(decodeVnet(b), b.subarray(VNET_LEN)) as Uint8Array[]).length));
+    };
+
+    test('without DF, TCP segments merge only while each id is the previous one + 1 (wrapping at 65535)', () => {
+      assert.deepEqual(groups(tcpRun(0, [1000, 1001, 1002, 1004, 1005]), GRO_TCP, 'gap in ids'), [3, 2]);
+      assert.deepEqual(groups(tcpRun(0, [65534, 65535, 0, 1]), GRO_TCP, 'ids wrap'), [4]);
+      assert.deepEqual(groups(tcpRun(0, [9, 9, 9]), GRO_TCP, 'fixed ids'), [1, 1, 1]);
+      assert.deepEqual(groups(tcpRun(0, [5, 4, 3]), GRO_TCP, 'decreasing ids'), [1, 1, 1]);
+      assert.deepEqual(groups(tcpRun(0, [100, 101, 7, 8]), GRO_TCP, 'a new run of ids'), [2, 2]);
+    });
+
+    test('with DF (atomic datagrams) any ids merge', () => {
+      assert.deepEqual(groups(tcpRun(DF, [9, 9, 9]), GRO_TCP, 'DF fixed ids'), [3]);
+      assert.deepEqual(groups(tcpRun(DF, [5000, 12, 40000, 3]), GRO_TCP, 'DF scattered ids'), [4]);
+    });
+
+    test('without DF, UDP datagrams merge only with ids + 1; with DF any ids merge', () => {
+      assert.deepEqual(groups(udpRun(0, [0, 1, 3, 4]), GRO_UDP, 'UDP gap in ids'), [2, 2]);
+      assert.deepEqual(groups(udpRun(0, [8, 8]), GRO_UDP, 'UDP same ids'), [1, 1]);
+      assert.deepEqual(groups(udpRun(DF, [8, 8, 1]), GRO_UDP, 'UDP DF'), [3]);
+    });
+
+    test('a segment with URG is never merged, before or after others', () => {
+      assert.deepEqual(groups(tcpRun(DF, [1, 2, 3], [TCP_ACK, TCP_ACK | TCP_URG, TCP_ACK], [0, 500, 0]), GRO_TCP, 'URG in the middle'), [1, 1, 1]);
+      assert.deepEqual(groups(tcpRun(DF, [1, 2, 3], [TCP_ACK | TCP_URG, TCP_ACK | TCP_URG, TCP_ACK | TCP_URG], [800, 800, 800]), GRO_TCP, 'all URG'), [1, 1, 1]);
+      assert.deepEqual(groups(tcpRun(DF, [1, 2, 3], [TCP_ACK, TCP_ACK, TCP_ACK | TCP_URG], [0, 0, 10]), GRO_TCP, 'URG last'), [2, 1]);
+    });
+
+    test('a packet whose IP header checksum is wrong is never merged (Linux GRO drops it to the slow path too)', () => {
+      // found by native/fuzz/fuzz_gro.c: merging rewrote the header with a fresh checksum, so a
+      // corrupted packet the kernel would have dropped was delivered
+      for (const at of [0, 1, 3]) {
+        const pkts = tcpRun(DF, [1, 2, 3, 4]);
+        (pkts[at] as Uint8Array)[11] ^= 0x20;
+        const want = at === 0 ? [1, 3] : at === 1 ? [1, 1, 2] : [3, 1];
+        assert.deepEqual(groups(pkts, GRO_TCP, `bad IP checksum at ${at}`), want);
+      }
+      const udp = udpRun(0, [10, 11, 12]);
+      (udp[1] as Uint8Array)[10] ^= 1;
+      assert.deepEqual(groups(udp, GRO_UDP, 'UDP, bad IP checksum'), [1, 1, 1]);
+    });
+
+    test('a packet with the reserved IP flag set is not merged (resegmenting would give the others its flags)', () => {
+      // found by a property test (test/unit/property-offload.test.ts): the reserved bit went unchecked
+      for (const at of [0, 2]) {
+        const pkts = tcpRun(DF, [1, 2, 3, 4]);
+        (pkts[at] as Uint8Array)[6] |= 0x80;
+        setIpChecksum(pkts[at] as Uint8Array);
+        assert.deepEqual(groups(pkts, GRO_TCP, `reserved flag at ${at}`), at === 0 ? [1, 3] : [2, 1, 1]);
+      }
+      const udp = udpRun(0, [10, 11, 12]);
+      (udp[1] as Uint8Array)[6] |= 0x80;
+      setIpChecksum(udp[1] as Uint8Array);
+      assert.deepEqual(groups(udp, GRO_UDP, 'UDP, reserved flag'), [1, 1, 1]);
+    });
+
+    test('segments whose urgent pointers differ (URG clear) are not merged: resegmenting would rewrite them', () => {
+      assert.deepEqual(groups(tcpRun(DF, [1, 2, 3, 4], [], [0, 0, 5, 5]), GRO_TCP, 'urgent pointer'), [2, 2]);
+    });
   });
 });
