@@ -89,6 +89,12 @@ export const WEFT_VARIANTS: readonly WeftVariant[] = [
     about: "weft's host-gw backend: plain routes, programmed by the agent (no forward rules, like the hand-built direct)",
   },
   {
+    name: 'weft-no-srcval',
+    flags: ['--source-validation=false'],
+    default: false,
+    about: 'the defaults without source validation (the per-packet check of the sender against the inner source)',
+  },
+  {
     name: 'weft-flannel-like',
     flags: [...OFFLOAD_FLAGS.map((f) => `${f}=false`), '--batch-size=1'],
     default: false,
