@@ -26,7 +26,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { Backend } from '../backend/backend';
 import { chooseBackend } from '../backend/registry';
 import type { UdpAgentOptions } from '../backend/udp/udp-options';
-import { ConfigError } from '../errors';
+import { ConfigError, LeaseError, LeaseLostError } from '../errors';
 import { HostLedger } from '../host/ledger';
 import type { Logger } from '../log';
 import { resolveUnderlay } from '../net/interfaces';
@@ -197,6 +197,10 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
     const attrs = await running.prepare();
     checkpoint();
     const lease = await untilTheStoreAnswers('acquiring this host\'s lease', () => manager.acquireLease(config, attrs), retry);
+    // renewed from now on, whatever start-up still waits for (a short TTL could run out before the watch opens)
+    const lostLease = (reason: string): void => void shutdown(reason, EXIT_OK);
+    const keeper = manager.keepLease(lease, attrs, lostLease);
+    onCleanup('lease renewal', () => keeper.stop());
     checkpoint();
     await running.start(lease);
     running.registerMetrics(registry);
@@ -234,13 +238,10 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
       log,
     });
     registerIgnoredLeases(registry, feed, () => manager.unreadableLeaseValues());
-    const lostLease = (reason: string): void => void shutdown(reason, EXIT_OK);
     const watch = await untilTheStoreAnswers('reading the other hosts\' leases',
       () => manager.watchLeases(lease, { sink: (leases, why) => feed.apply(leases, why), onOwnLeaseLost: lostLease }), retry);
     onCleanup('lease watch', () => watch.stop());
     checkpoint();
-    const keeper = manager.keepLease(lease, attrs, lostLease);
-    onCleanup('lease renewal', () => keeper.stop());
 
     // --- subnet.env last: the CNI plugin may act on it at once
     await writeSubnetEnv(opts.subnetFile, { network: config.network, subnet: lease.subnet, mtu: running.mtu, ipMasq: opts.ipMasq });
@@ -311,7 +312,8 @@ async function waitForNetworkConfig(manager: SubnetManager, retry: StartRetry): 
 /**
  * Runs a start-up step that needs the store, again every second until it
  * succeeds, as flanneld retries its lease: the configuration may come from a
- * local file while etcd is not up yet. A ConfigError is final.
+ * local file while etcd is not up yet. Only the store's errors (LeaseError)
+ * are retried; anything else is final.
  */
 async function untilTheStoreAnswers<T>(what: string, step: () => Promise<T>, retry: StartRetry): Promise<T> {
   for (let attempt = 1; ; attempt++) {
@@ -320,8 +322,9 @@ async function untilTheStoreAnswers<T>(what: string, step: () => Promise<T>, ret
       if (attempt > 1) retry.log.info({ attempts: attempt }, `${what}: done`);
       return value;
     } catch (err) {
-      if (err instanceof ConfigError) throw err;
-      await waitOnce(retry, attempt, `${what} failed: ${(err as Error).message.split('\n')[0] ?? ''}`);
+      // only the store's trouble is waited out; a bug or a backend failure is not the store's
+      if (!(err instanceof LeaseError) || err instanceof LeaseLostError) throw err;
+      await waitOnce(retry, attempt, `${what} failed: ${err.message.split('\n')[0] ?? ''}`);
     }
   }
 }

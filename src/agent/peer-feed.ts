@@ -67,8 +67,10 @@ const BOGUS_PUBLIC_IPS: readonly Ipv4Prefix[] = [
  * Why a lease cannot be a peer of this host whatever the backend, or
  * undefined. Pure. A lease someone else wrote may say anything: its subnet
  * must lie in the cluster network and clear of this host's, and its public IP
- * must be an address a host can have, outside the overlay (a public IP inside
- * the cluster network would send the overlay's packets into itself).
+ * must be an address a host can have, outside its own and this host's pod
+ * subnet (the overlay would carry packets for it into itself). A public IP
+ * elsewhere in the Network is fine: flannel clusters put node addresses in the
+ * Network outside SubnetMin..SubnetMax.
  */
 export function leaseProblem(lease: Lease, network: Ipv4Prefix, own: Ipv4Prefix, subnetLen?: number): LeaseProblem | undefined {
   if (!prefixCovers(network, lease.subnet)) {
@@ -86,8 +88,8 @@ export function leaseProblem(lease: Lease, network: Ipv4Prefix, own: Ipv4Prefix,
   if (BOGUS_PUBLIC_IPS.some((p) => prefixCovers(p, single))) {
     return { reason: 'bogus_public_ip', text: `its PublicIP ${formatIpv4(ip)} is not an address a host can be reached at` };
   }
-  if (prefixCovers(network, single)) {
-    return { reason: 'bogus_public_ip', text: `its PublicIP ${formatIpv4(ip)} is inside the cluster network ${formatPrefix(network)}` };
+  if (prefixCovers(lease.subnet, single) || prefixCovers(own, single)) {
+    return { reason: 'bogus_public_ip', text: `its PublicIP ${formatIpv4(ip)} is inside a pod subnet` };
   }
   return undefined;
 }
@@ -146,7 +148,9 @@ export class PeerFeed {
     const peers: Peer[] = [];
     const seen = new Set<string>();
     const ignored = new Map<IgnoredReason, number>();
-    const others = leases.filter((l) => !samePrefix(l.subnet, own));
+    // in subnet order, so that the MAX_PEERS cut is the same whatever order the store delivered
+    const others = leases.filter((l) => !samePrefix(l.subnet, own))
+      .sort((a, b) => a.subnet.network - b.subnet.network || a.subnet.length - b.subnet.length);
     const problems = new Map<Lease, LeaseProblem>();
     for (const lease of others) {
       const problem = leaseProblem(lease, network, own, this.options.subnetLen);

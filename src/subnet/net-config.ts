@@ -97,6 +97,9 @@ export function parseNetConfig(text: string, source: string): NetConfig {
   } catch (err) {
     throw new ConfigError(source, text, `${source} is not valid JSON: ${describeJsonError(body, err)}`);
   }
+  // first: describing a value nested thousands deep (showJson) would overflow the stack
+  const problem = jsonValueProblem(parsed);
+  if (problem !== undefined) throw new ConfigError(source, undefined, `${source} is not a network configuration: ${problem}`);
   if (!isJsonObject(parsed)) {
     throw new ConfigError(
       source,
@@ -104,8 +107,6 @@ export function parseNetConfig(text: string, source: string): NetConfig {
       `${source} must hold a JSON object such as {"Network": "10.244.0.0/16"}, got ${showJson(parsed)} (${jsonKind(parsed)})`,
     );
   }
-  const problem = jsonValueProblem(parsed);
-  if (problem !== undefined) throw new ConfigError(source, undefined, `${source} is not a network configuration: ${problem}`);
   return checkNetConfig(parsed, source);
 }
 

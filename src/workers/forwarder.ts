@@ -26,7 +26,8 @@
  *     else and is dropped;
  *   - an inner source outside the cluster network (traffic a host forwards
  *     into the overlay for someone outside it, e.g. a client of a node port)
- *     is accepted from any known host, and counted.
+ *     is accepted from any known host, and counted; but an inner source that
+ *     is a known host's public IP must be the sender's own.
  *  Each drop is a counter by reason; nothing is logged per packet.
  *
  * Contract: one Forwarder is driven by one thread. Packet bytes in a slab are
@@ -363,6 +364,8 @@ export class Forwarder {
    */
   private senderOwnsSource(routes: CompiledRoutes, sender: number, src: number): boolean {
     if (((src & this.clusterMask) >>> 0) !== this.clusterNet) {
+      // a host's own address is its own to send from: no host may speak as another (node IPs are often trusted)
+      if (routes.isPeer(src) && src >>> 0 !== sender >>> 0) return false;
       this.c[Counter.UdpRxOutsideNetwork]++;
       return true;
     }

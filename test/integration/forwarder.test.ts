@@ -767,6 +767,15 @@ describe('source validation (decap)', () => {
     });
   });
 
+  it("drops a packet in which one known host speaks with another known host's address", () => {
+    const { io, counters, fwd } = setup({}, twoPeers());
+    io.udp.inject(from('192.168.77.3', 63, 1), PEER.address, PEER.port); // host .2 claiming to be host .3
+    io.udp.inject(from('192.168.77.2', 63, 2), PEER.address, PEER.port); // its own address: fine
+    fwd.pumpUdp();
+    assert.deepEqual(io.tun.written.map((w) => w.readUInt16BE(4)), [2]);
+    assert.equal(counters[Counter.DropSourceNotOwned], 1);
+  });
+
   it('follows route changes: a subnet moved to another host is accepted only from that host', () => {
     const { io, counters, fwd, table } = setup();
     table.set({ network: ip('10.244.2.0'), length: 24 }, OTHER_PEER);
