@@ -9,7 +9,8 @@
         "native/src/csum.c",
         "native/src/gso.c",
         "native/src/gro.c",
-        "native/src/notify.c"
+        "native/src/notify.c",
+        "native/src/lock.c"
       ],
       "cflags_c": [
         "-std=gnu11",

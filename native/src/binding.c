@@ -518,6 +518,21 @@ static napi_value notify_send(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* lockFile(path): the descriptor holding an exclusive flock on path; throws EWOULDBLOCK when held */
+static napi_value lock_file(napi_env env, napi_callback_info info) {
+  char path[4096];
+  size_t path_len;
+  GET_ARGS(1);
+  if (napi_get_value_string_utf8(env, argv[0], path, sizeof(path), &path_len) != napi_ok)
+    return throw_arg(env, "lockFile: path must be a string");
+  if (path_len >= sizeof(path) - 1) return throw_arg(env, "lockFile: path is too long");
+  int fd = weft_lock_file(path);
+  if (fd < 0) return throw_errno(env, "flock", -fd);
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
 /* closeFd(fd) */
 static napi_value close_fd(napi_env env, napi_callback_info info) {
   int32_t fd;
@@ -701,6 +716,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"udpSendBatch", NULL, udp_send_batch, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
       {"notifySend", NULL, notify_send, NULL, NULL, NULL, napi_default, NULL},
+      {"lockFile", NULL, lock_file, NULL, NULL, NULL, napi_default, NULL},
       {"spinPoll", NULL, spin_poll, NULL, NULL, NULL, napi_default, NULL},
       {"udpSendVnetBatch", NULL, udp_send_vnet_batch, NULL, NULL, NULL, napi_default, NULL},
       {"tunWritePackets", NULL, tun_write_packets, NULL, NULL, NULL, napi_default, NULL},

@@ -172,4 +172,8 @@ int weft_udp_send_batch(int fd, const uint8_t *slab, const int32_t *offsets,
 /* notify.c: one datagram to the service manager's socket ("@name" = abstract). 0 or -errno. */
 int weft_notify_send(const char *path, size_t path_len, const char *msg, size_t msg_len);
 
+/* Opens (creating, 0600) and flock()s `path` exclusively without waiting: the descriptor holding
+   the lock (closing it releases it), or -errno (-EWOULDBLOCK: another process holds it). */
+int weft_lock_file(const char *path);
+
 #endif

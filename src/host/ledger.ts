@@ -18,15 +18,22 @@
  * One agent per state directory; entries change rarely (start, first
  * install), never per packet or per peer.
  */
-import { mkdir, readFile, readlink, rm, stat } from 'node:fs/promises';
-import { lock as lockFile } from 'proper-lockfile';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ConfigError, toSysError } from '../errors';
+import { loadNative } from '../native';
 import { writeFileAtomic } from '../sys/atomic-file';
 
 export const DEFAULT_STATE_DIR = '/var/lib/weft';
-/** A holder that stopped refreshing its lock this long ago (SIGKILL) has let go of the state directory. */
-const LOCK_STALE_MS = 4000;
+/**
+ * The state directory's lock: an flock on this file, which the kernel drops
+ * when its holder dies (even by SIGKILL), so a restarted agent never waits
+ * for a dead one and two starting processes can never both hold it.
+ */
+export const LOCK_FILE_NAME = 'state.lock';
+/** How long a process waits for a live holder (an agent still stopping) before it gives up. */
+const LOCK_WAIT_MS = 5000;
+const LOCK_RETRY_MS = 100;
 export const LEDGER_FILE_NAME = 'host-state.json';
 const LEDGER_VERSION = 1;
 
@@ -89,35 +96,29 @@ export class HostLedger {
    * Holds the state directory for this process (an agent, or `weft cleanup`)
    * until the returned release: two agents sharing one ledger would overwrite
    * each other's entries, and a cleanup under a running agent would pull its
-   * routes away. Waits a little for a holder that was killed (stale lock).
+   * routes away. A holder that died has let go (the kernel drops its flock); a live one is waited for a few seconds.
    */
   async lock(): Promise<() => Promise<void>> {
     if (this.file === '') return async () => undefined;
-    await mkdir(path.dirname(this.file), { recursive: true, mode: 0o700 });
-    const holderFile = `${this.file}.holder`;
-    const options = { realpath: false, stale: LOCK_STALE_MS, onCompromised: () => undefined };
-    try {
-      let release: () => Promise<void>;
+    const dir = path.dirname(this.file);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const lockPath = path.join(dir, LOCK_FILE_NAME);
+    const native = loadNative();
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    for (;;) {
       try {
-        release = await lockFile(this.file, { ...options, retries: 0 });
+        const fd = native.lockFile(lockPath);
+        return async () => native.closeFd(fd);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
-        // a holder killed a moment ago (SIGKILL, then a restart) is let go at once
-        if (await holderIsGone(holderFile)) await rm(`${this.file}.lock`, { recursive: true, force: true });
-        release = await lockFile(this.file, {
-          ...options,
-          retries: { retries: Math.ceil((2 * LOCK_STALE_MS) / 500), minTimeout: 100, maxTimeout: 500 },
-        });
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EWOULDBLOCK' && code !== 'EAGAIN') throw toSysError(err, `cannot lock ${lockPath}`);
+        if (Date.now() >= deadline) {
+          throw new ConfigError('--state-dir', dir,
+            `another weft process (an agent or weft cleanup) holds --state-dir ${dir} (lock ${lockPath}); ` +
+            'give each agent on this machine its own --state-dir, or stop the other one first');
+        }
+        await new Promise((r) => setTimeout(r, LOCK_RETRY_MS));
       }
-      await writeFileAtomic(holderFile, `${process.pid} ${await pidNamespace()}\n`, { mode: 0o600, dirMode: 0o700 });
-      return async () => {
-        await rm(holderFile, { force: true });
-        await release();
-      };
-    } catch (err) {
-      throw new ConfigError('--state-dir', path.dirname(this.file),
-        `another weft process (an agent or weft cleanup) holds --state-dir ${path.dirname(this.file)} (lock ${this.file}.lock: ` +
-        `${(err as Error).message}); give each agent on this machine its own --state-dir, or stop the other one first`);
     }
   }
 
@@ -222,29 +223,5 @@ function isEntry(value: unknown): value is LedgerEntry {
       return str('path');
     default:
       return false;
-  }
-}
-
-/** This process's PID namespace, so that a PID read from a holder file is only judged in the namespace it belongs to. */
-async function pidNamespace(): Promise<string> {
-  return readlink('/proc/self/ns/pid').catch(() => 'unknown');
-}
-
-/**
- * Whether the process named in a lock's holder file ("<pid> <pid namespace>")
- * is gone: it ran in this PID namespace and no process has that PID now.
- * Anything unclear (no file, another namespace, a live PID) is "not gone",
- * and the lock is then waited for as stale (LOCK_STALE_MS).
- */
-async function holderIsGone(holderFile: string): Promise<boolean> {
-  const text = await readFile(holderFile, 'utf8').catch(() => '');
-  const [pidText, ns] = text.trim().split(' ');
-  const pid = Number(pidText);
-  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid || ns !== (await pidNamespace()) || ns === 'unknown') return false;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }

@@ -115,6 +115,13 @@ export interface NativeBinding {
   /** Sends one datagram to an AF_UNIX socket path ("@name": abstract namespace): systemd's readiness notification. */
   notifySend(socketPath: string, message: string): void;
   /**
+   * Opens (creating, 0600) and flock()s `path` exclusively, without waiting;
+   * returns the descriptor that holds the lock (closeFd releases it). Throws
+   * EWOULDBLOCK while another process holds it; the kernel releases it when
+   * its holder dies.
+   */
+  lockFile(path: string): number;
+  /**
    * Busy-waits up to maxMicros for fdA or fdB to become readable (non-blocking
    * poll in a loop): 0 or 1 for the readable one, -1 when neither was, -2 when a
    * descriptor reports an error (the watchers then surface it).

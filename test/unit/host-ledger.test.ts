@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { ConfigError, SysError } from '../../src/errors';
-import { HostLedger, LEDGER_FILE_NAME, ledgerKey, type LedgerEntry } from '../../src/host/ledger';
+import { HostLedger, LEDGER_FILE_NAME, LOCK_FILE_NAME, ledgerKey, type LedgerEntry } from '../../src/host/ledger';
 
 const LINK: LedgerEntry = { kind: 'link', name: 'flannel.1', linkKind: 'vxlan', mac: '0e:a1:b2:c3:d4:e5' };
 const RULE: LedgerEntry = { kind: 'iptables-rule', table: 'nat', chain: 'POSTROUTING', spec: ['-m', 'comment', '--comment', 'flanneld masq', '-j', 'FLANNEL-POSTRTG'] };
@@ -269,40 +269,40 @@ describe('HostLedger in a state directory', () => {
 });
 
 describe('the state directory lock', () => {
-  const deadPid = async (): Promise<number> => {
+  /** A separate process that takes the lock of `dir`, says so, and then waits to be killed. */
+  const holder = async (dir: string): Promise<import('node:child_process').ChildProcess> => {
     const { spawn } = await import('node:child_process');
-    const child = spawn('true');
-    await new Promise((r) => child.once('exit', r));
-    return child.pid as number;
+    const ledgerModule = require.resolve('../../src/host/ledger');
+    const child = spawn(process.execPath, ['-e',
+      `require(${JSON.stringify(ledgerModule)}).HostLedger.open(${JSON.stringify(dir)})` +
+      '.then((l) => l.lock()).then(() => { process.stdout.write("held\\n"); setInterval(() => {}, 1000); })'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.on('data', (d: Buffer) => { if (d.toString().includes('held')) resolve(); });
+      child.once('exit', (code) => reject(new Error(`the holder exited (${code}) before taking the lock`)));
+    });
+    return child;
   };
 
-  it('is taken at once from a holder that was killed (its PID is gone), instead of waiting for the lock to go stale', async () => {
+  it('is free at once when its holder is killed (SIGKILL): the kernel drops the lock', async () => {
     const dir = freshDir();
-    const ledger = await HostLedger.open(dir);
-    const release = await ledger.lock();
-    // what a SIGKILLed holder leaves: the lock directory and its holder file, never released
-    const holder = await readFile(join(dir, `${LEDGER_FILE_NAME}.holder`), 'utf8');
-    const [, ns] = holder.trim().split(' ');
-    const lockDir = join(dir, `${LEDGER_FILE_NAME}.lock`);
-    const leftLock = await stat(lockDir);
-    assert.ok(leftLock.isDirectory());
-    await writeFile(join(dir, `${LEDGER_FILE_NAME}.holder`), `${await deadPid()} ${ns}\n`);
+    const child = await holder(dir);
+    await assert.rejects((await HostLedger.open(dir)).lock(), /another weft process/, 'held while the holder lives');
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
     const started = Date.now();
-    const again = await (await HostLedger.open(dir)).lock();
-    assert.ok(Date.now() - started < 1500, `took ${Date.now() - started} ms (a stale lock is waited for 4 s)`);
-    await again();
-    await release().catch(() => undefined); // compromised by the takeover: its release may fail
+    const release = await (await HostLedger.open(dir)).lock();
+    assert.ok(Date.now() - started < 500, `took ${Date.now() - started} ms`);
+    await release();
   });
 
-  it('is not taken from a live holder', async () => {
+  it('is held by one process at a time, and released by its release', async () => {
     const dir = freshDir();
     const release = await (await HostLedger.open(dir)).lock();
-    try {
-      await assert.rejects((await HostLedger.open(dir)).lock(), (err: unknown) => err instanceof ConfigError && /another weft process/.test(err.message));
-    } finally {
-      await release();
-    }
+    await assert.rejects((await HostLedger.open(dir)).lock(), (err: unknown) => err instanceof ConfigError && /another weft process/.test(err.message));
+    await release();
+    const again = await (await HostLedger.open(dir)).lock();
+    await again();
     const files = await readdir(dir);
-    assert.ok(!files.includes(`${LEDGER_FILE_NAME}.holder`), 'the holder file goes with the lock');
+    assert.deepEqual(files.filter((f) => f !== LEDGER_FILE_NAME).sort(), [LOCK_FILE_NAME], 'only the lock file beside the ledger');
   });
 });
