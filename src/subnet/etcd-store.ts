@@ -347,7 +347,8 @@ export class EtcdLeaseStore implements LeaseStore, WatchHost {
     if (subnet === undefined) return undefined;
     if (type === 'delete') return { type: 'delete', subnet };
     const attrs = this.attrsOf(kv);
-    if (attrs === undefined) return undefined;
+    // a lease overwritten with something unreadable is no lease any more (as a fresh list would say)
+    if (attrs === undefined) return { type: 'delete', subnet };
     return { type: 'put', lease: { subnet, attrs, expiration: await this.expirationOf(kv) } };
   }
 

@@ -89,6 +89,16 @@ describe('hostile leases in etcd are ignored, never routed', { skip }, () => {
     assert.match(await ping(), / 0% packet loss/, 'pods still talk');
     assert.ok(agents.every((x) => !x.exited), 'no agent crashed');
 
+    // a genuine lease overwritten with garbage stops being routed at once, not at the next resync
+    const h2Key = h2Subnet.replace('/', '-');
+    const h2Value = (await store.leases()).get(h2Key) as string;
+    await store.putByHand(h2Key, 'garbage over a genuine lease');
+    await eventually('the overwritten lease unrouted', async () => {
+      const r = JSON.parse(await lab.exec(h1.ns, 'curl', ['-s', `http://127.0.0.1:${H1_HEALTH}/routes`])) as unknown[];
+      return r.length === 0 ? true : undefined;
+    }, 10_000, 200);
+    await store.putByHand(h2Key, h2Value);
+
     // taken away again: nothing is counted any more
     for (const [key] of hostile) await store.deleteByHand(key);
     await eventually('the count back to 0', async () => {
