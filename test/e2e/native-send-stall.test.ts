@@ -17,8 +17,8 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { constants } from 'node:os';
 import { describe, test } from 'node:test';
-import { IPPROTO_TCP, writeIpv4Header } from '../../src/encap';
 import { loadNative } from '../../src/native';
+import { vnetTcpPacket } from './fixtures/tso-packet';
 import { e2eSkipReason } from './helpers';
 
 const LOOPBACK = 0x7f000001;
@@ -32,24 +32,6 @@ interface Outcome {
   errno: number;
   datagrams?: number;
   ms: number;
-}
-
-/** A TUN packet with a virtio-net header: a TCP super-packet of `segments` x `mss` bytes, or (mss 0) one plain packet. */
-function vnetPacket(payload: number, mss: number): Buffer {
-  const b = Buffer.alloc(10 + 40 + payload, 7);
-  b.fill(0, 0, 10); // no offload: the packet goes as it is
-  if (mss > 0) {
-    b[0] = 1; // NEEDS_CSUM
-    b[1] = 1; // GSO_TCPV4
-    b.writeUInt16LE(40, 2);
-    b.writeUInt16LE(mss, 4);
-    b.writeUInt16LE(20, 6);
-    b.writeUInt16LE(16, 8);
-  }
-  writeIpv4Header(b, 10, { totalLength: 40 + payload, id: 1, flagsFragment: 0x4000, ttl: 64, protocol: IPPROTO_TCP, src: 0x0af40102, dst: 0x0af40202 });
-  b[30 + 12] = 0x50;
-  b[30 + 13] = 0x10;
-  return b;
 }
 
 /** Runs one case in this process (inside the child's namespace) and returns what the native call reported. */
@@ -76,8 +58,8 @@ function runCase(name: string): Outcome {
     }
     case 'vnetPlain': {
       // a 60000-byte packet without GSO, then a small one
-      const big = vnetPacket(60_000 - 40, 0);
-      const small = vnetPacket(60, 0);
+      const big = vnetTcpPacket(60_000 - 40, 0);
+      const small = vnetTcpPacket(60, 0);
       const slab = Buffer.concat([big, small]);
       sent = native.udpSendVnetBatch(udp.fd, slab, new Int32Array([0, big.length]), new Int32Array([big.length, small.length]),
         ...to(2), 2, false, io);
@@ -85,7 +67,7 @@ function runCase(name: string): Outcome {
     }
     case 'vnetGsoFallback': {
       // 3 segments of 20000 bytes: UDP_SEGMENT is refused (segment > MTU), the one-by-one fallback meets ENOBUFS
-      const sp = vnetPacket(60_000, 20_000);
+      const sp = vnetTcpPacket(60_000, 20_000);
       sent = native.udpSendVnetBatch(udp.fd, sp, new Int32Array([0]), new Int32Array([sp.length]), ...to(1), 1, true, io);
       break;
     }

@@ -17,6 +17,7 @@ import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, writeIpv4Header } from '../../src/encap';
+import { u16, u32, put16, put32, wordSum, ones, TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG, TCP_ECE, TCP_CWR, VNET_LEN, NEEDS_CSUM, GSO_NONE, GSO_TCPV4, GSO_UDP, GSO_TCPV6, GSO_UDP_L4, GSO_ECN, encodeVnet, decodeVnet, type Vnet } from '../packet-bytes';
 import { loadNative } from '../../src/native';
 import { seededRandom } from '../prng';
 
@@ -88,34 +89,7 @@ function fail(what: string): never {
 // Reference arithmetic
 // ---------------------------------------------------------------------------
 
-const u16 = (b: Uint8Array, o: number): number => b[o] * 256 + b[o + 1];
-const u32 = (b: Uint8Array, o: number): number => ((b[o] * 256 + b[o + 1]) * 256 + b[o + 2]) * 256 + b[o + 3];
-function put16(b: Uint8Array, o: number, v: number): void {
-  b[o] = Math.floor(v / 256) % 256;
-  b[o + 1] = v % 256;
-}
-function put32(b: Uint8Array, o: number, v: number): void {
-  put16(b, o, Math.floor(v / 65536) % 65536);
-  put16(b, o + 2, v % 65536);
-}
 const hex = (n: number, w = 4): string => `0x${n.toString(16).padStart(w, '0')}`;
-
-/** The words of bytes[start, end) as big-endian 16-bit integers (odd tail padded with 0), summed as a plain integer. */
-function wordSum(bytes: Uint8Array, start: number, end: number): number {
-  let total = 0;
-  for (let i = start; i < end; i += 2) total += bytes[i] * 256 + (i + 1 < end ? bytes[i + 1] : 0);
-  return total;
-}
-
-/**
- * The one's complement value of a plain sum: arithmetic modulo 0xffff where
- * a non-zero multiple of 0xffff is "negative zero" 0xffff; only 0 stays 0.
- */
-function ones(total: number): number {
-  if (total === 0) return 0;
-  const r = total % 0xffff;
-  return r === 0 ? 0xffff : r;
-}
 
 /** RFC 1071 checksum of a byte range: 0xffff minus its one's complement sum. */
 function refChecksum(bytes: Uint8Array, start: number, end: number): number {
@@ -167,25 +141,9 @@ function l4ChecksumValid(p: Uint8Array, allowZeroUdp = true): boolean {
 // Packet builders
 // ---------------------------------------------------------------------------
 
-const TCP_FIN = 0x01;
-const TCP_SYN = 0x02;
-const TCP_RST = 0x04;
-const TCP_PSH = 0x08;
-const TCP_ACK = 0x10;
-const TCP_URG = 0x20;
-const TCP_ECE = 0x40;
-const TCP_CWR = 0x80;
 /** The NS/AE bit: bit 8 of the 12-bit flags field (low bit of byte 12). */
 const TCP_NS = 0x100;
 
-const GSO_NONE = 0;
-const GSO_TCPV4 = 1;
-const GSO_UDP = 3;
-const GSO_TCPV6 = 4;
-const GSO_UDP_L4 = 5;
-const GSO_ECN = 0x80;
-const NEEDS_CSUM = 1;
-const VNET_LEN = 10;
 const GSO_MAX_SEGS = 128;
 const GRO_MAX_SEGS = 64;
 
@@ -291,34 +249,6 @@ function buildIcmpEcho(ip: IpFields, payload: Uint8Array): Uint8Array {
   return p;
 }
 
-interface Vnet {
-  readonly flags: number;
-  readonly gsoType: number;
-  readonly hdrLen: number;
-  readonly gsoSize: number;
-  readonly csumStart: number;
-  readonly csumOffset: number;
-}
-
-function encodeVnet(v: Vnet): Uint8Array {
-  const b = new Uint8Array(VNET_LEN);
-  const le16 = (o: number, x: number): void => {
-    b[o] = x % 256;
-    b[o + 1] = Math.floor(x / 256) % 256;
-  };
-  b[0] = v.flags;
-  b[1] = v.gsoType;
-  le16(2, v.hdrLen);
-  le16(4, v.gsoSize);
-  le16(6, v.csumStart);
-  le16(8, v.csumOffset);
-  return b;
-}
-
-function decodeVnet(b: Uint8Array): Vnet {
-  const le16 = (o: number): number => b[o] + b[o + 1] * 256;
-  return { flags: b[0], gsoType: b[1], hdrLen: le16(2), gsoSize: le16(4), csumStart: le16(6), csumOffset: le16(8) };
-}
 
 function concat(parts: readonly Uint8Array[], leading = 0): Uint8Array {
   let n = leading;

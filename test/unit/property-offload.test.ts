@@ -23,6 +23,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 
+import { u16, u32, put16, put32, wordSum, ones, TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK, TCP_URG, TCP_ECE, TCP_CWR, VNET_LEN, NEEDS_CSUM, GSO_NONE, GSO_TCPV4, GSO_UDP_L4, GSO_ECN, encodeVnet, decodeVnet, type Vnet } from '../packet-bytes';
 import { loadNative } from '../../src/native';
 import { seededRandom } from '../prng';
 import { checkProperty, uint32Arb } from '../property';
@@ -32,49 +33,12 @@ const native = loadNative();
 // ---------------------------------------------------------------------------
 // Byte and checksum arithmetic (plain integers, big-endian words)
 
-const u16 = (b: Uint8Array, o: number): number => b[o]! * 256 + b[o + 1]!;
-const u32 = (b: Uint8Array, o: number): number => u16(b, o) * 65536 + u16(b, o + 2);
-function put16(b: Uint8Array, o: number, v: number): void {
-  b[o] = Math.floor(v / 256) % 256;
-  b[o + 1] = v % 256;
-}
-function put32(b: Uint8Array, o: number, v: number): void {
-  put16(b, o, Math.floor(v / 65536) % 65536);
-  put16(b, o + 2, v % 65536);
-}
 const TWO_32 = 0x1_0000_0000;
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
-function wordSum(b: Uint8Array, start: number, end: number): number {
-  let total = 0;
-  for (let i = start; i < end; i += 2) total += b[i]! * 256 + (i + 1 < end ? b[i + 1]! : 0);
-  return total;
-}
-
-/** A plain sum as a one's complement 16-bit value: 0 only for 0, a non-zero multiple of 0xffff is 0xffff. */
-function ones(total: number): number {
-  if (total === 0) return 0;
-  const r = total % 0xffff;
-  return r === 0 ? 0xffff : r;
-}
-
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
-const TCP_FIN = 0x01;
-const TCP_SYN = 0x02;
-const TCP_RST = 0x04;
-const TCP_PSH = 0x08;
-const TCP_ACK = 0x10;
-const TCP_URG = 0x20;
-const TCP_ECE = 0x40;
-const TCP_CWR = 0x80;
 
-const VNET_LEN = 10;
-const NEEDS_CSUM = 1;
-const GSO_NONE = 0;
-const GSO_TCPV4 = 1;
-const GSO_UDP_L4 = 5;
-const GSO_ECN = 0x80;
 /** Segments one super-packet may split into (native GSO_MAX_SEGS). */
 const GSO_MAX_SEGS = native.GSO_MAX_SEGS;
 /** Segments one coalesced write may hold (offload.h WEFT_GRO_MAX_SEGS). */
@@ -241,34 +205,6 @@ function gsoSegmentFlags(flags: number, k: number, n: number): number {
 // ---------------------------------------------------------------------------
 // Reference GSO: a super-packet with a virtio-net header split as Linux does
 
-interface Vnet {
-  readonly flags: number;
-  readonly gsoType: number;
-  readonly hdrLen: number;
-  readonly gsoSize: number;
-  readonly csumStart: number;
-  readonly csumOffset: number;
-}
-
-function encodeVnet(v: Vnet): Uint8Array {
-  const b = new Uint8Array(VNET_LEN);
-  const le16 = (o: number, x: number): void => {
-    b[o] = x % 256;
-    b[o + 1] = Math.floor(x / 256) % 256;
-  };
-  b[0] = v.flags;
-  b[1] = v.gsoType;
-  le16(2, v.hdrLen);
-  le16(4, v.gsoSize);
-  le16(6, v.csumStart);
-  le16(8, v.csumOffset);
-  return b;
-}
-
-function decodeVnet(b: Uint8Array): Vnet {
-  const le16 = (o: number): number => b[o]! + b[o + 1]! * 256;
-  return { flags: b[0]!, gsoType: b[1]!, hdrLen: le16(2), gsoSize: le16(4), csumStart: le16(6), csumOffset: le16(8) };
-}
 
 /**
  * Splits like Linux's GSO for TCPV4 (ECN or not) and UDP_L4, or null for
