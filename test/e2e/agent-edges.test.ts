@@ -20,7 +20,7 @@ import { Lab } from '../../src/lab/lab';
 import { LabAgent } from '../../src/lab/lab-agent';
 import { formatPrefix } from '../../src/net/ipv4';
 import { readSubnetEnv } from '../../src/subnet/subnet-env';
-import { e2eSkipReason, eventually, LineCollector, sleep, tearDownLab, weftCleanup, weftLeftovers } from './helpers';
+import { addPodInLease, e2eSkipReason, eventually, LineCollector, sleep, tearDownLab, weftCleanup, weftLeftovers } from './helpers';
 import { ETCD_PREFIX, fileFixture } from './store-fixture';
 
 const HEALTH = 9923;
@@ -132,9 +132,8 @@ describe('--ip-masq as flanneld: masquerade leaving the overlay only', { skip: e
     }
     for (const a of agents) await a.waitReady(20_000);
     for (const [i, a] of agents.entries()) {
-      const env = await readSubnetEnv(a.subnetFile);
-      assert.ok(env !== undefined && env.ipMasq, 'FLANNEL_IPMASQ=true');
-      await lab.addPod(i + 1, formatPrefix(env.subnet), env.mtu);
+      const env = await addPodInLease(lab, i + 1, a);
+      assert.ok(env.ipMasq, 'FLANNEL_IPMASQ=true');
     }
     const lease = formatPrefix((await readSubnetEnv((agents[0] as LabAgent).subnetFile))?.subnet ?? { network: 0, length: 0 });
     const nat = async (): Promise<string[]> =>

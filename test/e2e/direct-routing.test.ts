@@ -13,7 +13,7 @@ import { LabAgent } from '../../src/lab/lab-agent';
 import { parseRoutes, WEFT_ROUTE_PROTO } from '../../src/host/kernel-state';
 import { formatIpv4, formatPrefix, type Ipv4Prefix } from '../../src/net/ipv4';
 import { readSubnetEnv } from '../../src/subnet/subnet-env';
-import { e2eSkipReason, eventually, tearDownLab, weftCleanup, weftLeftovers } from './helpers';
+import { addPodInLease, e2eSkipReason, eventually, tearDownLab, weftCleanup, weftLeftovers } from './helpers';
 import { fileFixture, type StoreFixture } from './store-fixture';
 
 const HEALTH = 9922;
@@ -59,10 +59,8 @@ describe('vxlan DirectRouting and host-gw across a router', { skip: e2eSkipReaso
   test('vxlan DirectRouting: hosts on one segment get direct routes, the host behind the router gets vxlan', async () => {
     await startAll();
     for (const i of [1, 2, 3]) {
-      const env = await readSubnetEnv((agents.get(i) as LabAgent).subnetFile);
-      assert.ok(env !== undefined);
+      const env = await addPodInLease(lab, i, agents.get(i) as LabAgent);
       subnets.set(i, env.subnet);
-      await lab.addPod(i, formatPrefix(env.subnet), env.mtu);
     }
     const want: Record<number, string[]> = {
       1: [direct(2), viaVxlan(3)].sort(),

@@ -20,7 +20,7 @@ import { LabAgent } from '../../src/lab/lab-agent';
 import { formatPrefix, type Ipv4Prefix } from '../../src/net/ipv4';
 import { subnetKeyName } from '../../src/subnet/lease';
 import { readSubnetEnv } from '../../src/subnet/subnet-env';
-import { e2eSkipReason, eventually, sleep, tearDownLab } from './helpers';
+import { addPodInLease, e2eSkipReason, eventually, sleep, tearDownLab } from './helpers';
 import { describePing, PingStream, type PingSummary } from './ping-stream';
 import { ETCD_PREFIX } from './store-fixture';
 
@@ -110,10 +110,8 @@ describe('three-member etcd cluster: the leader killed, then quorum lost for 30 
       }
       for (const [i, a] of agents) {
         await a.waitReady(30_000);
-        const env = await readSubnetEnv(a.subnetFile);
-        assert.ok(env !== undefined, `host ${i} wrote no subnet file:\n${a.log()}`);
+        const env = await addPodInLease(lab, i, a);
         subnets.set(i, env.subnet);
-        await lab.addPod(i, formatPrefix(env.subnet), env.mtu);
       }
       for (const i of [1, 2, 3]) await waitRoutes(i, (r) => r.length === 2, 'routes to the two other hosts');
       const leasesBefore = new Map<number, KeyLease>();

@@ -25,7 +25,7 @@ import { LabAgent } from '../../src/lab/lab-agent';
 import { formatPrefix, type Ipv4Prefix } from '../../src/net/ipv4';
 import { subnetKeyName } from '../../src/subnet/lease';
 import { readSubnetEnv } from '../../src/subnet/subnet-env';
-import { e2eSkipReason, eventually, sleep, tearDownLab } from './helpers';
+import { addPodInLease, e2eSkipReason, eventually, sleep, tearDownLab } from './helpers';
 import { describePing, PingStream } from './ping-stream';
 import { ETCD_PREFIX, etcdFixture, type StoreFixture } from './store-fixture';
 
@@ -326,9 +326,7 @@ function backendSuite(backend: Backend): void {
       for (const i of [1, 2]) startAgent(i);
       for (const i of [1, 2]) {
         await hosts.agent(i).waitReady(20_000);
-        const env = await readSubnetEnv(hosts.agent(i).subnetFile);
-        assert.ok(env !== undefined);
-        await lab.addPod(i, formatPrefix(env.subnet), env.mtu);
+        await addPodInLease(lab, i, hosts.agent(i));
       }
       for (const i of [1, 2]) await hosts.waitRoutes(i, (r) => r.length === 1, 'a route to the other host');
     });

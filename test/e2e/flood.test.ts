@@ -12,9 +12,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Lab, LAB_NETWORK } from '../../src/lab/lab';
 import { LabAgent } from '../../src/lab/lab-agent';
-import { formatPrefix } from '../../src/net/ipv4';
-import { readSubnetEnv } from '../../src/subnet/subnet-env';
-import { dropCount, e2eSkipReason, eventually, LineCollector, scrapeMetrics, tearDownLab } from './helpers';
+import { addPodInLease, dropCount, e2eSkipReason, eventually, LineCollector, scrapeMetrics, tearDownLab } from './helpers';
 import { fileFixture, type StoreFixture } from './store-fixture';
 
 const skip = e2eSkipReason();
@@ -43,9 +41,7 @@ describe('a flood of malformed datagrams from an unknown sender', { skip }, () =
         ...(h.index === 1 ? ['--healthz-ip', '127.0.0.1', '--healthz-port', String(H1_HEALTH)] : [])]);
       agents.push(agent);
       await agent.waitReady();
-      const env = await readSubnetEnv(agent.subnetFile);
-      assert.ok(env !== undefined);
-      await lab.addPod(h.index, formatPrefix(env.subnet), env.mtu);
+      await addPodInLease(lab, h.index, agent);
     }
   });
 

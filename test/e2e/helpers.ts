@@ -10,6 +10,8 @@ import type { Lab } from '../../src/lab/lab';
 import { LEDGER_FILE_NAME } from '../../src/host/ledger';
 import { namespacesWithPrefix } from '../../src/lab/lab';
 import { WEFT_BIN, type LabAgent } from '../../src/lab/lab-agent';
+import { formatPrefix } from '../../src/net/ipv4';
+import { readSubnetEnv, type SubnetEnv } from '../../src/subnet/subnet-env';
 import assert from 'node:assert/strict';
 
 /** Why e2e tests cannot run here, or undefined when they can. */
@@ -179,4 +181,15 @@ export async function tearDownLab(
   await lab.destroy();
   assert.deepEqual(await leftoverNamespaces(lab.prefix), [], 'namespaces left behind');
   assert.deepEqual(leftoverProcesses(lab), [], 'processes left behind');
+}
+
+/**
+ * Puts a pod behind host `index` in the lease its agent wrote to subnet.env
+ * (as the CNI plugin would: the lease's subnet and MTU); returns that subnet.env.
+ */
+export async function addPodInLease(lab: Lab, index: number, agent: LabAgent): Promise<SubnetEnv> {
+  const env = await readSubnetEnv(agent.subnetFile);
+  assert.ok(env !== undefined, `the agent on host ${index} wrote no ${agent.subnetFile}:\n${agent.log()}`);
+  await lab.addPod(index, formatPrefix(env.subnet), env.mtu);
+  return env;
 }

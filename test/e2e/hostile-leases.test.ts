@@ -11,9 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { Lab, LAB_NETWORK } from '../../src/lab/lab';
 import { LabAgent, type LogRecord } from '../../src/lab/lab-agent';
 import { etcdSkipReason } from '../../src/lab/etcd-server';
-import { formatPrefix } from '../../src/net/ipv4';
-import { readSubnetEnv } from '../../src/subnet/subnet-env';
-import { e2eSkipReason, eventually, scrapeMetrics, tearDownLab } from './helpers';
+import { addPodInLease, e2eSkipReason, eventually, scrapeMetrics, tearDownLab } from './helpers';
 import { etcdFixture, type StoreFixture } from './store-fixture';
 
 const skip = e2eSkipReason() ?? etcdSkipReason();
@@ -32,9 +30,7 @@ describe('hostile leases in etcd are ignored, never routed', { skip }, () => {
         ...(h.index === 1 ? ['--healthz-ip', '127.0.0.1', '--healthz-port', String(H1_HEALTH)] : [])]);
       agents.push(agent);
       await agent.waitReady();
-      const env = await readSubnetEnv(agent.subnetFile);
-      assert.ok(env !== undefined);
-      await lab.addPod(h.index, formatPrefix(env.subnet), env.mtu);
+      await addPodInLease(lab, h.index, agent);
     }
   });
 

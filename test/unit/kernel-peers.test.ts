@@ -8,35 +8,24 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { formatIpv4, formatPrefix, parseCidr, parseIpv4, prefixCovers, samePrefix, type Ipv4Prefix } from '../../src/net/ipv4';
+import { formatIpv4, formatPrefix, prefixCovers, samePrefix } from '../../src/net/ipv4';
 import type { KernelFdbEntry, KernelNeighbour, KernelRoute } from '../../src/host/kernel-state';
 import {
   planReconcile, routeCommand,
   type KernelSnapshot, type PeerObjects, type PlanScope, type ReconcilePlan,
 } from '../../src/backend/kernel-peers';
 import { seededRandom } from '../prng';
+import { ip, network } from '../addresses';
 
-function cidr(text: string): Ipv4Prefix {
-  const parsed = parseCidr(text);
-  assert.ok(parsed !== undefined && parsed.address === parsed.prefix.network, `test bug: bad CIDR ${text}`);
-  return parsed.prefix;
-}
-
-function ip(text: string): number {
-  const addr = parseIpv4(text);
-  assert.ok(addr !== undefined, `test bug: bad address ${text}`);
-  return addr;
-}
-
-const NETWORK = cidr('10.244.0.0/16');
-const OWN = cidr('10.244.1.0/24');
+const NETWORK = network('10.244.0.0/16');
+const OWN = network('10.244.1.0/24');
 const DEV = 'flannel.1';
 const VXLAN: PlanScope = { network: NETWORK, own: OWN, device: DEV };
 const HOST_GW: PlanScope = { network: NETWORK, own: OWN, device: undefined };
 
 /** A vxlan peer as the vxlan backend translates it. */
 function vx(subnet: string, mac: string, publicIp: string): PeerObjects {
-  const s = cidr(subnet);
+  const s = network(subnet);
   return {
     subnet: s,
     route: { gateway: s.network, dev: DEV, onlink: true },
@@ -47,12 +36,12 @@ function vx(subnet: string, mac: string, publicIp: string): PeerObjects {
 
 /** A host-gw (or DirectRouting) peer: a route via its public IP on the underlay. */
 function direct(subnet: string, publicIp: string, dev = 'eth0'): PeerObjects {
-  return { subnet: cidr(subnet), route: { gateway: ip(publicIp), dev, onlink: false } };
+  return { subnet: network(subnet), route: { gateway: ip(publicIp), dev, onlink: false } };
 }
 
 function route(dst: string, r: { via?: string; dev?: string; onlink?: boolean; proto?: number; metric?: number; type?: string } = {}): KernelRoute {
   return {
-    dst: cidr(dst),
+    dst: network(dst),
     type: r.type ?? 'unicast',
     gateway: r.via === undefined ? undefined : ip(r.via),
     dev: r.dev,
@@ -87,12 +76,12 @@ const B = vx('10.244.3.0/24', '0e:00:00:00:03:01', '192.168.64.3');
 
 describe('routeCommand', () => {
   it('an onlink route through weft\'s device', () => {
-    assert.equal(routeCommand('replace', cidr('10.244.2.0/24'), { gateway: ip('10.244.2.0'), dev: 'flannel.1', onlink: true }),
+    assert.equal(routeCommand('replace', network('10.244.2.0/24'), { gateway: ip('10.244.2.0'), dev: 'flannel.1', onlink: true }),
       'route replace 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink proto 87');
   });
 
   it('a plain route via a public IP', () => {
-    assert.equal(routeCommand('replace', cidr('10.244.130.0/23'), { gateway: ip('192.168.64.4'), dev: 'eth0', onlink: false }),
+    assert.equal(routeCommand('replace', network('10.244.130.0/23'), { gateway: ip('192.168.64.4'), dev: 'eth0', onlink: false }),
       'route replace 10.244.130.0/23 via 192.168.64.4 dev eth0 proto 87');
   });
 });
@@ -387,7 +376,7 @@ class KernelModel {
     }
     m = /^route replace (\S+) via (\S+) dev (\S+)( onlink)? proto 87$/.exec(command);
     if (m !== null) {
-      const dst = cidr(m[1] as string);
+      const dst = network(m[1] as string);
       const want: KernelRoute = { dst, type: 'unicast', gateway: ip(m[2] as string), dev: m[3], onlink: m[4] !== undefined, proto: 87, metric: 0 };
       // replace: the route with the same destination and metric 0, whatever its type and protocol
       const i = this.routes.findIndex((r) => samePrefix(r.dst, dst) && r.metric === 0);
@@ -405,7 +394,7 @@ class KernelModel {
     }
     m = /^route del (?:(unicast|blackhole) )?(\S+) proto 87$/.exec(command);
     if (m !== null) {
-      const dst = cidr(m[2] as string);
+      const dst = network(m[2] as string);
       const type = m[1];
       // without a metric the kernel deletes the lowest-metric match of that protocol (and type, when given)
       const matches = this.routes.filter((r) => samePrefix(r.dst, dst) && r.proto === 87 && (type === undefined || r.type === type));
@@ -488,7 +477,7 @@ function randomCase(rand: () => number): Case {
 
   const routes: KernelRoute[] = [];
   for (const text of [...PEER_POOL, ...OTHER_DSTS]) {
-    const s = cidr(text);
+    const s = network(text);
     // at most one route per destination and metric, as `ip route add` allows
     for (const metric of [0, 100]) {
       if (!chance(metric === 0 ? 55 : 15)) continue;
@@ -504,7 +493,7 @@ function randomCase(rand: () => number): Case {
   }
 
   const neighbours: KernelNeighbour[] = [];
-  const neighIps = [...PEER_POOL.map((t) => cidr(t).network), ip('10.244.30.0'), ip('10.244.31.0')];
+  const neighIps = [...PEER_POOL.map((t) => network(t).network), ip('10.244.30.0'), ip('10.244.31.0')];
   neighIps.forEach((addr, i) => {
     if (chance(40)) neighbours.push({ ip: addr, mac: macOf(i, rand() % 3) });
   });

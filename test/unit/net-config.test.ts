@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { ConfigError } from '../../src/errors';
-import { formatIpv4, formatPrefix, parseCidr, parseIpv4, prefixMask, type Ipv4Prefix } from '../../src/net/ipv4';
+import { formatIpv4, formatPrefix, prefixMask, type Ipv4Prefix } from '../../src/net/ipv4';
 import {
   isValidLeaseSubnet,
   parseNetConfig,
@@ -12,20 +12,9 @@ import {
   type NetConfig,
   type SubnetRange,
 } from '../../src/subnet';
+import { cidr, ip } from '../addresses';
 
 const SRC = '/etc/kube-flannel/net-conf.json';
-
-function ip(text: string): number {
-  const addr = parseIpv4(text);
-  assert.ok(addr !== undefined, `test bug: bad address ${text}`);
-  return addr;
-}
-
-function cidr(text: string): Ipv4Prefix {
-  const parsed = parseCidr(text);
-  assert.ok(parsed !== undefined, `test bug: bad CIDR ${text}`);
-  return parsed.prefix;
-}
 
 function parse(obj: unknown): NetConfig {
   return parseNetConfig(JSON.stringify(obj), SRC);

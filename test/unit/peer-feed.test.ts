@@ -10,27 +10,16 @@ import pino from 'pino';
 import { leaseProblem, MAX_IGNORED_LINES, MAX_PEERS, overlappingLeases, peerOf, PeerFeed } from '../../src/agent/peer-feed';
 import { ACCEPTED, type ApplyReport, type Backend, type Peer, type PeerVerdict, type RouteView } from '../../src/backend/backend';
 import type { Logger } from '../../src/log';
-import { parseCidr, parseIpv4, prefixesOverlap, type Ipv4Prefix } from '../../src/net/ipv4';
+import { prefixesOverlap, type Ipv4Prefix } from '../../src/net/ipv4';
 import type { Lease, LeaseAttrs } from '../../src/subnet/lease';
+import { ip, network } from '../addresses';
 
-function cidr(text: string): Ipv4Prefix {
-  const parsed = parseCidr(text);
-  assert.ok(parsed !== undefined && parsed.address === parsed.prefix.network, `test bug: bad CIDR ${text}`);
-  return parsed.prefix;
-}
-
-function ip(text: string): number {
-  const addr = parseIpv4(text);
-  assert.ok(addr !== undefined, `test bug: bad address ${text}`);
-  return addr;
-}
-
-const NETWORK = cidr('10.244.0.0/16');
-const OWN = cidr('10.244.1.0/24');
+const NETWORK = network('10.244.0.0/16');
+const OWN = network('10.244.1.0/24');
 
 function lease(subnet: string, publicIp: string, backendType = 'vxlan', extra: { data?: unknown; port?: number } = {}): Lease {
   const attrs: LeaseAttrs = extra.data === undefined ? { publicIp: ip(publicIp), backendType } : { publicIp: ip(publicIp), backendType, backendData: extra.data };
-  return { subnet: cidr(subnet), attrs, expiration: new Date(1_800_000_000_000), underlayPort: extra.port };
+  return { subnet: network(subnet), attrs, expiration: new Date(1_800_000_000_000), underlayPort: extra.port };
 }
 
 const ME = lease('10.244.1.0/24', '192.168.64.1');
@@ -122,20 +111,20 @@ const said = (lines: readonly Said[]): Said[] => lines.filter((l) => l.msg !== '
 const take = (lines: Said[]): Said[] => said(lines.splice(0));
 
 const failing = (subnet: string, reason: string) => (peers: readonly Peer[]): ApplyReport =>
-  ({ routed: peers.length - 1, added: 0, removed: 0, failed: [{ subnet: cidr(subnet), reason }] });
+  ({ routed: peers.length - 1, added: 0, removed: 0, failed: [{ subnet: network(subnet), reason }] });
 
 describe('peerOf', () => {
   it('carries the subnet, public IP, BackendType, BackendData and underlay port', () => {
     const data = { VNI: 1, VtepMAC: '0e:a1:b2:c3:d4:e5' };
     assert.deepEqual(peerOf(lease('10.244.2.0/24', '192.168.64.2', 'vxlan', { data, port: 8472 })), {
-      subnet: cidr('10.244.2.0/24'), publicIp: ip('192.168.64.2'), backendType: 'vxlan', backendData: data, port: 8472,
+      subnet: network('10.244.2.0/24'), publicIp: ip('192.168.64.2'), backendType: 'vxlan', backendData: data, port: 8472,
     });
     assert.equal(peerOf(lease('10.244.2.0/24', '192.168.64.2', 'vxlan', { data })).backendData, data, 'the very object');
   });
 
   it('a lease without a BackendType is a udp peer; no data and no port stay undefined', () => {
     assert.deepEqual(peerOf(UDP_C), {
-      subnet: cidr('10.244.4.0/24'), publicIp: ip('192.168.64.4'), backendType: 'udp', backendData: undefined, port: undefined,
+      subnet: network('10.244.4.0/24'), publicIp: ip('192.168.64.4'), backendType: 'udp', backendData: undefined, port: undefined,
     });
   });
 });
@@ -348,7 +337,7 @@ describe('PeerFeed', () => {
     await feed.apply([A, B, UDP_C], 'events');
     await feed.apply([B], 'events');
     assert.deepEqual(delivered, [
-      { peers: [peerOf(A), peerOf(B)], report: { routed: 1, added: 0, removed: 0, failed: [{ subnet: cidr('10.244.2.0/24'), reason: 'x' }] } },
+      { peers: [peerOf(A), peerOf(B)], report: { routed: 1, added: 0, removed: 0, failed: [{ subnet: network('10.244.2.0/24'), reason: 'x' }] } },
       { peers: [peerOf(B)], report: { routed: 1, added: 0, removed: 0, failed: [] } },
     ]);
     assert.deepEqual(feed.peers(), [peerOf(B)]);
@@ -402,7 +391,7 @@ describe('PeerFeed limits', () => {
   it(`routes at most ${MAX_PEERS} peers and counts the rest`, async () => {
     const backend = new FakeBackend();
     const { log, lines } = capturingLogger();
-    const feed = new PeerFeed(backend, { own: cidr('10.0.0.0/30'), network: cidr('10.0.0.0/8'), log });
+    const feed = new PeerFeed(backend, { own: network('10.0.0.0/30'), network: network('10.0.0.0/8'), log });
     const many = Array.from({ length: MAX_PEERS + 10 }, (_, i) =>
       lease(`10.${1 + (i >>> 14)}.${(i >>> 6) & 255}.${(i & 63) << 2}/30`, '192.168.64.9'));
     await feed.apply(many, 'snapshot');

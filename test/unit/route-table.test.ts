@@ -2,21 +2,10 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { ConfigError, StateError } from '../../src/errors';
-import { formatIpv4, formatPrefix, parseCidr, parseIpv4, prefixMask, type Ipv4Prefix } from '../../src/net/ipv4';
+import { formatIpv4, formatPrefix, prefixMask, type Ipv4Prefix } from '../../src/net/ipv4';
 import { CompiledRoutes, RouteTable, type Peer, type RouteSnapshot } from '../../src/routing';
 import { seededRandom } from '../prng';
-
-function cidr(text: string): Ipv4Prefix {
-  const parsed = parseCidr(text);
-  assert.ok(parsed !== undefined, `test bug: bad CIDR ${text}`);
-  return parsed.prefix;
-}
-
-function ip(text: string): number {
-  const addr = parseIpv4(text);
-  assert.ok(addr !== undefined, `test bug: bad address ${text}`);
-  return addr;
-}
+import { cidr, ip } from '../addresses';
 
 function peer(address: string, port = 8285): Peer {
   return { address: ip(address), port };

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { ConfigError, SysError } from '../../src/errors';
-import { formatIpv4, formatPrefix, parseCidr, type Ipv4Prefix } from '../../src/net/ipv4';
+import { formatIpv4, formatPrefix } from '../../src/net/ipv4';
 import {
   formatSubnetEnv,
   parseSubnetEnv,
@@ -15,12 +15,7 @@ import {
   type SubnetEnv,
   type SubnetEnvValues,
 } from '../../src/subnet';
-
-function cidr(text: string): Ipv4Prefix {
-  const parsed = parseCidr(text);
-  assert.ok(parsed !== undefined, `test bug: bad CIDR ${text}`);
-  return parsed.prefix;
-}
+import { cidr } from '../addresses';
 
 const VALUES: SubnetEnvValues = {
   network: cidr('10.5.0.0/16'),

@@ -8,7 +8,6 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 
 import type { LedgerEntry } from '../../src/host/ledger';
-import { parseCidr, type Ipv4Prefix } from '../../src/net/ipv4';
 import {
   buildInstallPayload,
   createdEntries,
@@ -27,12 +26,7 @@ import {
   type SavedTable,
 } from '../../src/traffic/iptables-rules';
 import { buildFullyRandomProbe, buildNftPayload, desiredChains, nftForwardChain, nftMasqChain } from '../../src/traffic/nftables-rules';
-
-function cidr(text: string): Ipv4Prefix {
-  const parsed = parseCidr(text);
-  assert.ok(parsed !== undefined, `test bug: bad CIDR ${text}`);
-  return parsed.prefix;
-}
+import { cidr } from '../addresses';
 
 const C = cidr('10.244.0.0/16');
 const P = cidr('10.244.1.0/24');

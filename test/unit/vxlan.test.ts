@@ -18,19 +18,7 @@ import type { LinkDetails } from '../../src/host/kernel-state';
 import { HostLedger } from '../../src/host/ledger';
 import { silentLogger } from '../../src/log';
 import type { Underlay } from '../../src/net/interfaces';
-import { parseCidr, parseIpv4, type Ipv4Prefix } from '../../src/net/ipv4';
-
-function ip(text: string): number {
-  const addr = parseIpv4(text);
-  assert.ok(addr !== undefined, `test bug: bad address ${text}`);
-  return addr;
-}
-
-function cidr(text: string): Ipv4Prefix {
-  const parsed = parseCidr(text);
-  assert.ok(parsed !== undefined, `test bug: bad CIDR ${text}`);
-  return parsed.prefix;
-}
+import { cidr, ip } from '../addresses';
 
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
