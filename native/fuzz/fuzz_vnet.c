@@ -67,7 +67,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   /* what the reference expects */
   uint32_t want_malformed = 0, want_datagrams = 0, want_msgs = 0;
+  static uint32_t want_per[MAX_PKTS]; /* datagrams each input packet becomes */
   for (int i = 0; i < count; i++) {
+    want_per[i] = 0;
     const uint8_t *p = orig + offsets[i];
     size_t len = (size_t)lens[i];
     if (len < WEFT_VNET_HDR_LEN + 20) {
@@ -84,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         continue;
       }
       want_datagrams++;
+      want_per[i] = 1;
       want_msgs++;
       continue;
     }
@@ -95,6 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       continue;
     }
     want_datagrams += (uint32_t)segs;
+    want_per[i] = (uint32_t)segs;
     /* UDP_SEGMENT: equal datagrams (but the last), at most 64 and 65000 bytes a message */
     size_t payload = plen - ihl - l4hdr;
     size_t wire = ihl + l4hdr + (payload < h.gso_size ? payload : h.gso_size);
@@ -112,12 +116,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static struct weft_scratch *s;
   if (s == NULL) s = malloc(sizeof(*s));
   struct weft_io io = {0, 0, 0, 0, 0, 0};
-  int sent = weft_udp_send_vnet_batch(-1, slab, offsets, lens, addrs, ports, count, use_gso, s, &io);
+  static int32_t per[WEFT_SEND_RESULT_FIELDS * MAX_PKTS];
+  int sent = weft_udp_send_vnet_batch(-1, slab, offsets, lens, addrs, ports, count, use_gso, per, s, &io);
   WEFT_CHECK(sent == 0 && io.units == 0 && io.bytes == 0);
   WEFT_CHECK(io.malformed == want_malformed);
   WEFT_CHECK(io.failed == want_datagrams);
   WEFT_CHECK(io.syscalls == want_msgs);
   WEFT_CHECK(want_datagrams == 0 || io.last_errno == EBADF);
+  /* per-packet results: every datagram of packet i refused, none sent */
+  for (int i = 0; i < count; i++) {
+    WEFT_CHECK(per[3 * i] == 0 && per[3 * i + 1] == 0);
+    WEFT_CHECK(per[3 * i + 2] == (int32_t)want_per[i]);
+  }
 
   /* completed checksums verify; nothing else was written */
   for (int i = 0; i < count; i++) {

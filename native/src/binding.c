@@ -88,6 +88,15 @@ static napi_value throw_arg(napi_env env, const char *what) {
     return NULL;                                                          \
   if (argc < (n)) return throw_arg(env, "missing arguments")
 
+/* `required` arguments, then up to `most` in all; argc says how many came. */
+#define GET_ARGS_UP_TO(required, most)                                    \
+  size_t argc = (most);                                                   \
+  napi_value argv[(most)];                                                \
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)    \
+    return NULL;                                                          \
+  if (argc < (required)) return throw_arg(env, "missing arguments");      \
+  if (argc > (most)) argc = (most)
+
 static int get_i32(napi_env env, napi_value v, int32_t *out) {
   return napi_get_value_int32(env, v, out) == napi_ok;
 }
@@ -268,13 +277,31 @@ static napi_value udp_recv_batch(napi_env env, napi_callback_info info) {
   return make_u32(env, (uint32_t)n);
 }
 
-/* udpSendVnetBatch(fd, slab, offsets, lens, addrs, ports, count, useGso, io) -> datagrams sent */
+/*
+ * The optional per-packet results array of a send batch (argument `index`):
+ * absent, undefined or null -> NULL; otherwise an Int32Array of at least
+ * WEFT_SEND_RESULT_FIELDS * count elements. *ok is cleared on a bad value.
+ */
+static int32_t *get_send_results(napi_env env, size_t argc, napi_value *argv, size_t index, int count, int *ok) {
+  napi_valuetype t;
+  size_t len = 0;
+  *ok = 1;
+  if (argc <= index) return NULL;
+  napi_typeof(env, argv[index], &t);
+  if (t == napi_undefined || t == napi_null) return NULL;
+  int32_t *per = get_typed(env, argv[index], napi_int32_array, &len);
+  if (per == NULL || count < 0 || len < (size_t)WEFT_SEND_RESULT_FIELDS * (size_t)count) *ok = 0;
+  return per;
+}
+
+/* udpSendVnetBatch(fd, slab, offsets, lens, addrs, ports, count, useGso, io, perPacket?) -> datagrams sent */
 static napi_value udp_send_vnet_batch(napi_env env, napi_callback_info info) {
   int32_t fd, count;
   bool use_gso;
   size_t slab_len, off_len, lens_len, addrs_len, ports_len, io_len;
   struct weft_io io = {0, 0, 0, 0, 0, 0};
-  GET_ARGS(9);
+  int per_ok;
+  GET_ARGS_UP_TO(9, 10);
   uint8_t *slab = get_typed(env, argv[1], napi_uint8_array, &slab_len);
   int32_t *offsets = get_typed(env, argv[2], napi_int32_array, &off_len);
   int32_t *lens = get_typed(env, argv[3], napi_int32_array, &lens_len);
@@ -288,7 +315,9 @@ static napi_value udp_send_vnet_batch(napi_env env, napi_callback_info info) {
   if (count < 0 || (size_t)count > off_len || (size_t)count > lens_len || (size_t)count > addrs_len ||
       (size_t)count > ports_len || !spans_ok(offsets, lens, count, slab_len))
     return throw_arg(env, "udpSendVnetBatch: a packet lies outside the slab");
-  int n = weft_udp_send_vnet_batch(fd, slab, offsets, lens, addrs, ports, count, use_gso,
+  int32_t *per = get_send_results(env, argc, argv, 9, count, &per_ok);
+  if (!per_ok) return throw_arg(env, "udpSendVnetBatch: perPacket must be null or an Int32Array of 3 * count elements");
+  int n = weft_udp_send_vnet_batch(fd, slab, offsets, lens, addrs, ports, count, use_gso, per,
                                    &instance(env)->scratch, &io);
   report_io(io_out, &io);
   return make_u32(env, (uint32_t)n);
@@ -446,12 +475,13 @@ static napi_value gro_coalesce(napi_env env, napi_callback_info info) {
   return arr;
 }
 
-/* udpSendBatch(fd, slab, offsets, lens, addrs: Uint32Array, ports: Uint16Array, count, io) -> sent */
+/* udpSendBatch(fd, slab, offsets, lens, addrs: Uint32Array, ports: Uint16Array, count, io, perPacket?) -> sent */
 static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
   int32_t fd, count;
   size_t slab_len, off_len, lens_len, addrs_len, ports_len, io_len;
   struct weft_io io = {0, 0, 0, 0, 0, 0};
-  GET_ARGS(8);
+  int per_ok;
+  GET_ARGS_UP_TO(8, 9);
   uint8_t *slab = get_typed(env, argv[1], napi_uint8_array, &slab_len);
   int32_t *offsets = get_typed(env, argv[2], napi_int32_array, &off_len);
   int32_t *lens = get_typed(env, argv[3], napi_int32_array, &lens_len);
@@ -464,7 +494,9 @@ static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
   if (count < 0 || count > WEFT_MAX_BATCH || (size_t)count > off_len || (size_t)count > lens_len ||
       (size_t)count > addrs_len || (size_t)count > ports_len || !spans_ok(offsets, lens, count, slab_len))
     return throw_arg(env, "udpSendBatch: a datagram lies outside the slab, or count > MAX_BATCH");
-  int n = weft_udp_send_batch(fd, slab, offsets, lens, addrs, ports, count,
+  int32_t *per = get_send_results(env, argc, argv, 8, count, &per_ok);
+  if (!per_ok) return throw_arg(env, "udpSendBatch: perPacket must be null or an Int32Array of 3 * count elements");
+  int n = weft_udp_send_batch(fd, slab, offsets, lens, addrs, ports, count, per,
                               &instance(env)->scratch, &io);
   report_io(io_out, &io);
   return make_u32(env, (uint32_t)n);

@@ -166,11 +166,23 @@ static enum stall_action on_stall(int fd, struct send_budget *b, struct weft_io 
   return r > 0 ? STALL_RETRY : STALL_GIVE_UP; /* timed out: the buffer stays full */
 }
 
+/* Per-packet results (see WEFT_SEND_RESULT_FIELDS); `per` may be NULL. */
+static inline void per_sent(int32_t *per, int src, uint32_t units, uint32_t bytes) {
+  if (per == NULL) return;
+  per[3 * src] += (int32_t)units;
+  per[3 * src + 1] += (int32_t)bytes;
+}
+
+static inline void per_failed(int32_t *per, int src, uint32_t units) {
+  if (per != NULL) per[3 * src + 2] += (int32_t)units;
+}
+
 int weft_udp_send_batch(int fd, const uint8_t *slab, const int32_t *offsets,
                         const int32_t *lens, const uint32_t *addrs, const uint16_t *ports,
-                        int count, struct weft_scratch *s, struct weft_io *io) {
+                        int count, int32_t *per, struct weft_scratch *s, struct weft_io *io) {
   int done = 0, sent = 0;
   if (count > WEFT_MAX_BATCH) count = WEFT_MAX_BATCH;
+  if (per != NULL) memset(per, 0, sizeof(*per) * WEFT_SEND_RESULT_FIELDS * (size_t)count);
   for (int i = 0; i < count; i++) {
     s->addrs[i].sin_family = AF_INET;
     s->addrs[i].sin_port = htons(ports[i]);
@@ -189,7 +201,10 @@ int weft_udp_send_batch(int fd, const uint8_t *slab, const int32_t *offsets,
     int r = sendmmsg(fd, s->msgs + done, (unsigned int)(count - done), 0);
     io->syscalls++;
     if (r > 0) {
-      for (int i = done; i < done + r; i++) io->bytes += s->msgs[i].msg_len;
+      for (int i = done; i < done + r; i++) {
+        io->bytes += s->msgs[i].msg_len;
+        per_sent(per, i, 1, s->msgs[i].msg_len);
+      }
       done += r;
       sent += r;
       budget.fruitless = 0;
@@ -202,6 +217,7 @@ int weft_udp_send_batch(int fd, const uint8_t *slab, const int32_t *offsets,
       if (a == STALL_RETRY) continue;
       if (a == STALL_GIVE_UP) {
         io->failed += (uint32_t)(count - done);
+        for (int i = done; i < count; i++) per_failed(per, i, 1);
         io->last_errno = err;
         break;
       }
@@ -209,6 +225,7 @@ int weft_udp_send_batch(int fd, const uint8_t *slab, const int32_t *offsets,
     /* the datagram at `done` was refused (EMSGSIZE, ENETUNREACH, EPERM..., or a stall
        that retries did not clear): skip it */
     io->failed++;
+    per_failed(per, done, 1);
     io->last_errno = err;
     done++;
   }
@@ -220,7 +237,8 @@ int weft_udp_send_batch(int fd, const uint8_t *slab, const int32_t *offsets,
  * datagrams. Returns 0, or -1 when the call's send budget ran out (the
  * datagrams not sent are counted in io->failed).
  */
-static int send_singly(int fd, const struct mmsghdr *gso, struct send_budget *budget, struct weft_io *io) {
+static int send_singly(int fd, const struct mmsghdr *gso, int src, int32_t *per, struct send_budget *budget,
+                       struct weft_io *io) {
   struct mmsghdr one[WEFT_UDP_GSO_MAX_SEGS];
   const struct msghdr *g = &gso->msg_hdr;
   int n = (int)(g->msg_iovlen / 2);
@@ -236,7 +254,10 @@ static int send_singly(int fd, const struct mmsghdr *gso, struct send_budget *bu
     int r = sendmmsg(fd, one + done, (unsigned int)(n - done), 0);
     io->syscalls++;
     if (r > 0) {
-      for (int i = done; i < done + r; i++) io->bytes += one[i].msg_len;
+      for (int i = done; i < done + r; i++) {
+        io->bytes += one[i].msg_len;
+        per_sent(per, src, 1, one[i].msg_len);
+      }
       io->units += (uint32_t)r;
       done += r;
       budget->fruitless = 0;
@@ -249,11 +270,13 @@ static int send_singly(int fd, const struct mmsghdr *gso, struct send_budget *bu
       if (a == STALL_RETRY) continue;
       if (a == STALL_GIVE_UP) {
         io->failed += (uint32_t)(n - done);
+        per_failed(per, src, (uint32_t)(n - done));
         io->last_errno = err;
         return -1;
       }
     }
     io->failed++;
+    per_failed(per, src, 1);
     io->last_errno = err;
     done++;
   }
@@ -264,7 +287,7 @@ static int send_singly(int fd, const struct mmsghdr *gso, struct send_budget *bu
  * Sends msgs[0..nmsg) with sendmmsg, skipping refused ones; counts in datagram
  * units. When the send budget runs out, the rest is counted failed.
  */
-static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, struct send_budget *budget,
+static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, int32_t *per, struct send_budget *budget,
                       struct weft_io *io) {
   int done = 0;
   while (done < nmsg) {
@@ -274,6 +297,7 @@ static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, struct send_bud
       for (int i = done; i < done + r; i++) {
         io->bytes += s->msgs[i].msg_len;
         io->units += s->msg_units[i];
+        per_sent(per, s->msg_src[i], s->msg_units[i], s->msgs[i].msg_len);
       }
       done += r;
       budget->fruitless = 0;
@@ -285,7 +309,10 @@ static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, struct send_bud
       enum stall_action a = on_stall(fd, budget, io);
       if (a == STALL_RETRY) continue;
       if (a == STALL_GIVE_UP) {
-        for (int i = done; i < nmsg; i++) io->failed += s->msg_units[i];
+        for (int i = done; i < nmsg; i++) {
+          io->failed += s->msg_units[i];
+          per_failed(per, s->msg_src[i], s->msg_units[i]);
+        }
         io->last_errno = err;
         return;
       }
@@ -293,14 +320,18 @@ static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, struct send_bud
     } else if (s->msg_units[done] > 1 && (err == EMSGSIZE || err == EINVAL || err == EIO)) {
       /* the kernel refused UDP_SEGMENT for this path (MTU below the segment, IPsec, no
          checksum offload): the same datagrams still go, one by one */
-      if (send_singly(fd, &s->msgs[done], budget, io) < 0) {
-        for (int i = done + 1; i < nmsg; i++) io->failed += s->msg_units[i];
+      if (send_singly(fd, &s->msgs[done], s->msg_src[done], per, budget, io) < 0) {
+        for (int i = done + 1; i < nmsg; i++) {
+          io->failed += s->msg_units[i];
+          per_failed(per, s->msg_src[i], s->msg_units[i]);
+        }
         return;
       }
       done++;
       continue;
     }
     io->failed += s->msg_units[done];
+    per_failed(per, s->msg_src[done], s->msg_units[done]);
     io->last_errno = err;
     done++;
   }
@@ -308,7 +339,7 @@ static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, struct send_bud
 
 /* Appends one message of `niov` iovecs (already in s->iov from `iov0`) to the batch. */
 static void add_msg(struct weft_scratch *s, int k, int iov0, int niov, uint32_t addr, uint16_t port,
-                    uint16_t gso_size, uint32_t units) {
+                    uint16_t gso_size, uint32_t units, int src) {
   struct msghdr *m = &s->msgs[k].msg_hdr;
   memset(m, 0, sizeof(*m));
   s->addrs[k].sin_family = AF_INET;
@@ -329,12 +360,14 @@ static void add_msg(struct weft_scratch *s, int k, int iov0, int niov, uint32_t 
     memcpy(CMSG_DATA(c), &gso_size, sizeof(gso_size));
   }
   s->msg_units[k] = units;
+  s->msg_src[k] = src;
 }
 
 int weft_udp_send_vnet_batch(int fd, uint8_t *slab, const int32_t *offsets, const int32_t *lens,
                              const uint32_t *addrs, const uint16_t *ports, int count, int use_gso,
-                             struct weft_scratch *s, struct weft_io *io) {
+                             int32_t *per, struct weft_scratch *s, struct weft_io *io) {
   int nmsg = 0, niov = 0, nhdr = 0;
+  if (per != NULL) memset(per, 0, sizeof(*per) * WEFT_SEND_RESULT_FIELDS * (size_t)count);
   uint32_t before = io->units;
   /* one budget for the whole call: a flush that ran out leaves the next ones one try each */
   struct send_budget budget = {0, 0};
@@ -354,19 +387,19 @@ int weft_udp_send_vnet_batch(int fd, uint8_t *slab, const int32_t *offsets, cons
         continue;
       }
       if (nmsg + 1 > WEFT_MAX_BATCH || niov + 1 > WEFT_MAX_IOV) {
-        flush_msgs(fd, s, nmsg, &budget, io);
+        flush_msgs(fd, s, nmsg, per, &budget, io);
         nmsg = niov = nhdr = 0;
       }
       s->iov[niov].iov_base = pkt;
       s->iov[niov].iov_len = len;
-      add_msg(s, nmsg++, niov, 1, addrs[i], ports[i], 0, 1);
+      add_msg(s, nmsg++, niov, 1, addrs[i], ports[i], 0, 1, i);
       niov += 1;
       continue;
     }
     /* a super-packet: make room for its worst case first */
     if (nhdr + WEFT_GSO_MAX_SEGS > WEFT_MAX_HDRS || niov + 2 * WEFT_GSO_MAX_SEGS > WEFT_MAX_IOV ||
         nmsg + WEFT_GSO_MAX_SEGS > WEFT_MAX_BATCH) {
-      flush_msgs(fd, s, nmsg, &budget, io);
+      flush_msgs(fd, s, nmsg, per, &budget, io);
       nmsg = niov = nhdr = 0;
     }
     int n = weft_gso_split(pkt, len, &h, s->hdrs + (size_t)nhdr * WEFT_SEG_HDR_MAX, s->segs, WEFT_GSO_MAX_SEGS);
@@ -392,9 +425,9 @@ int weft_udp_send_vnet_batch(int fd, uint8_t *slab, const int32_t *offsets, cons
         s->iov[niov + 1].iov_len = s->segs[j].payload_len;
         niov += 2;
       }
-      add_msg(s, nmsg++, iov0, 2 * c, addrs[i], ports[i], c > 1 ? (uint16_t)seg_wire : 0, (uint32_t)c);
+      add_msg(s, nmsg++, iov0, 2 * c, addrs[i], ports[i], c > 1 ? (uint16_t)seg_wire : 0, (uint32_t)c, i);
     }
   }
-  if (nmsg > 0) flush_msgs(fd, s, nmsg, &budget, io);
+  if (nmsg > 0) flush_msgs(fd, s, nmsg, per, &budget, io);
   return (int)(io->units - before);
 }

@@ -62,6 +62,7 @@ struct weft_scratch {
     struct cmsghdr align;
   } ctrl[WEFT_MAX_BATCH];
   uint32_t msg_units[WEFT_MAX_BATCH];
+  int32_t msg_src[WEFT_MAX_BATCH]; /* which input packet a message carries (per-packet results) */
   struct iovec iov[WEFT_MAX_IOV];
   uint8_t hdrs[WEFT_MAX_HDRS * WEFT_SEG_HDR_MAX];
   struct weft_seg segs[WEFT_GSO_MAX_SEGS];
@@ -128,6 +129,14 @@ int weft_udp_set_gro(int fd, int on);
 int weft_udp_gso_supported(int fd);
 
 /*
+ * Per-packet results of a send batch, optional (NULL: not wanted). For input
+ * packet i: per[3i] datagrams the kernel took, per[3i+1] their payload bytes,
+ * per[3i+2] datagrams refused or given up. The data plane attributes them to
+ * the packet's peer; a split super-packet's datagrams all count for it.
+ */
+#define WEFT_SEND_RESULT_FIELDS 3
+
+/*
  * Sends packets read from a TUN with a virtio-net header: packet i is
  * slab + offsets[i] (vnet header first), lens[i] bytes, to addrs[i]:ports[i].
  * Partial checksums are completed; TCP/UDP super-packets are split into
@@ -138,7 +147,7 @@ int weft_udp_gso_supported(int fd);
  */
 int weft_udp_send_vnet_batch(int fd, uint8_t *slab, const int32_t *offsets, const int32_t *lens,
                              const uint32_t *addrs, const uint16_t *ports, int count, int use_gso,
-                             struct weft_scratch *s, struct weft_io *io);
+                             int32_t *per, struct weft_scratch *s, struct weft_io *io);
 
 /*
  * Writes plain IPv4 packets (slab + offsets[i], lens[i]) to a TUN. With
@@ -167,7 +176,7 @@ int weft_tun_write_packets(int fd, uint8_t *slab, const int32_t *offsets, const 
 #define WEFT_SEND_BUDGET_MS 50
 int weft_udp_send_batch(int fd, const uint8_t *slab, const int32_t *offsets,
                         const int32_t *lens, const uint32_t *addrs, const uint16_t *ports,
-                        int count, struct weft_scratch *s, struct weft_io *io);
+                        int count, int32_t *per, struct weft_scratch *s, struct weft_io *io);
 
 /* notify.c: one datagram to the service manager's socket ("@name" = abstract). 0 or -errno. */
 int weft_notify_send(const char *path, size_t path_len, const char *msg, size_t msg_len);

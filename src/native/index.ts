@@ -77,10 +77,12 @@ export interface NativeBinding {
    * starts with it): completes partial checksums, splits TCP/UDP super-packets
    * into wire-sized packets (one per datagram), with UDP_SEGMENT when useGso.
    * Returns datagrams sent; io[4] too, io[5] = packets that could not be split.
+   * perPacket (optional, 3 * count elements): see SEND_RESULT_FIELDS.
    */
   udpSendVnetBatch(
     fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array,
     addrs: Uint32Array, ports: Uint16Array, count: number, useGso: boolean, io: Uint32Array,
+    perPacket?: Int32Array | null,
   ): number;
   /**
    * Writes plain IPv4 packets to a TUN. With `vnet` each write carries a
@@ -105,10 +107,14 @@ export interface NativeBinding {
   csumComplete(packet: Uint8Array, csumStart: number, csumOffset: number): boolean;
   /** The Internet checksum as the C code computes it. */
   checksum(buf: Uint8Array, off: number, len: number): number;
-  /** sendmmsg of `slab[offsets[i]..+lens[i]]` to addrs[i]:ports[i]. Returns how many were sent. */
+  /**
+   * sendmmsg of `slab[offsets[i]..+lens[i]]` to addrs[i]:ports[i]. Returns how many were sent.
+   * perPacket (optional, 3 * count elements): see SEND_RESULT_FIELDS.
+   */
   udpSendBatch(
     fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array,
     addrs: Uint32Array, ports: Uint16Array, count: number, io: Uint32Array,
+    perPacket?: Int32Array | null,
   ): number;
 
   closeFd(fd: number): void;
@@ -139,6 +145,15 @@ export interface NativeBinding {
 let cached: NativeBinding | undefined;
 
 /** Loads build/Release (then build/Debug) of the addon; reports every path tried. */
+/**
+ * Per-packet results of udpSendBatch / udpSendVnetBatch, when a perPacket
+ * array is given: for input packet i, perPacket[3i] datagrams the kernel
+ * took, [3i+1] their payload bytes, [3i+2] datagrams refused or given up (a
+ * split super-packet's datagrams all count for it). Packets that could not be
+ * split count in io[5] only.
+ */
+export const SEND_RESULT_FIELDS = 3;
+
 export function loadNative(): NativeBinding {
   if (cached !== undefined) return cached;
   // dist/src/native/index.js -> repository root is three levels up

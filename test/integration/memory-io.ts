@@ -28,7 +28,7 @@
  * delivers them; TUN writes in vnet mode are recorded with their header.
  */
 import { constants } from 'node:os';
-import { loadNative } from '../../src/native';
+import { loadNative, SEND_RESULT_FIELDS } from '../../src/native';
 import type { PacketIo } from '../../src/workers/forwarder';
 
 export interface Datagram {
@@ -149,11 +149,12 @@ export class MemoryPacketIo implements PacketIo {
 
   udpSendBatch(
     fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array,
-    addrs: Uint32Array, ports: Uint16Array, count: number, io: Uint32Array,
+    addrs: Uint32Array, ports: Uint16Array, count: number, io: Uint32Array, perPacket?: Int32Array | null,
   ): number {
     this.checkFd(fd, this.udpFd, 'udpSendBatch');
     checkSpans(slab, offsets, lens, count);
     if (count > addrs.length || count > ports.length) throw new RangeError(`count ${count} exceeds the address/port arrays`);
+    const per = perPacketResults(perPacket, count);
     let done = 0;
     let sent = 0;
     let failed = 0;
@@ -171,11 +172,13 @@ export class MemoryPacketIo implements PacketIo {
         if (this.udp.refuse(d)) break;
         this.udp.sent.push(d);
         bytes += d.bytes.length;
+        per?.sent(done, d.bytes.length);
         accepted++;
       }
       sent += accepted;
       if (accepted === 0) {
         failed++; // this sendmmsg returned -1 for datagram `done`: skip it
+        per?.failed(done);
         done++;
       }
     }
@@ -187,9 +190,11 @@ export class MemoryPacketIo implements PacketIo {
   udpSendVnetBatch(
     fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array,
     addrs: Uint32Array, ports: Uint16Array, count: number, _useGso: boolean, io: Uint32Array,
+    perPacket?: Int32Array | null,
   ): number {
     this.checkFd(fd, this.udpFd, 'udpSendVnetBatch');
     checkSpans(slab, offsets, lens, count);
+    const per = perPacketResults(perPacket, count);
     const native = loadNative();
     let sent = 0;
     let failed = 0;
@@ -216,10 +221,12 @@ export class MemoryPacketIo implements PacketIo {
         const d: Datagram = { bytes: bytesOut, addr: addrs[i] as number, port: ports[i] as number };
         if (this.udp.refuse(d)) {
           failed++;
+          per?.failed(i);
           continue;
         }
         this.udp.sent.push(d);
         bytes += d.bytes.length;
+        per?.sent(i, d.bytes.length);
         sent++;
       }
     }
@@ -292,4 +299,20 @@ function checkSpans(slab: Uint8Array, offsets: Int32Array, lens: Int32Array, cou
       throw new RangeError(`packet ${i} [${off}, ${off + len}) lies outside the ${slab.length}-byte slab`);
     }
   }
+}
+
+/** The native send calls' optional per-packet results (SEND_RESULT_FIELDS per input packet), zeroed first as they do. */
+function perPacketResults(perPacket: Int32Array | null | undefined, count: number) {
+  if (perPacket === null || perPacket === undefined) return undefined;
+  if (perPacket.length < SEND_RESULT_FIELDS * count) throw new RangeError('perPacket must hold 3 * count elements');
+  perPacket.fill(0, 0, SEND_RESULT_FIELDS * count);
+  return {
+    sent(i: number, bytes: number): void {
+      perPacket[SEND_RESULT_FIELDS * i] = (perPacket[SEND_RESULT_FIELDS * i] as number) + 1;
+      perPacket[SEND_RESULT_FIELDS * i + 1] = (perPacket[SEND_RESULT_FIELDS * i + 1] as number) + bytes;
+    },
+    failed(i: number): void {
+      perPacket[SEND_RESULT_FIELDS * i + 2] = (perPacket[SEND_RESULT_FIELDS * i + 2] as number) + 1;
+    },
+  };
 }
