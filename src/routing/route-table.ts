@@ -11,6 +11,13 @@
  *    nothing in it has a prototype that matters). The worker builds a
  *    `CompiledRoutes` from it and calls `lookup(dst)` once per packet.
  *
+ * Every route also has a counter slot: a small integer that stays the same for
+ * a prefix as long as it is in the table, across snapshots, so that the data
+ * plane can keep per-peer counters in shared memory indexed by it (see
+ * src/workers/peer-counters.ts). A removed route's slot is reused only after
+ * the caller has confirmed that every worker has moved past it and has cleared
+ * the slot's counters (releaseSlots).
+ *
  * The compiled form is an open-addressing hash table keyed by
  * (masked network, prefix length). A lookup walks the prefix lengths that have a
  * route in the destination's /8, longest first (flannel: exactly one, the lease
@@ -32,6 +39,8 @@ export interface Peer {
 export interface RouteEntry {
   readonly prefix: Ipv4Prefix;
   readonly peer: Peer;
+  /** The route's counter slot (see the header): stable while the prefix stays in the table. */
+  readonly slot: number;
 }
 
 /**
@@ -63,6 +72,10 @@ export interface RouteSnapshot {
   readonly peerAddress: Uint32Array;
   /** Peer UDP ports, by route index. */
   readonly peerPort: Uint16Array;
+  /** Counter slot of each route, by route index (distinct, each < slotCount). */
+  readonly routeSlot: Uint32Array;
+  /** Slots in use or waiting to be released: per-peer counter blocks need this many. */
+  readonly slotCount: number;
 }
 
 /** Smallest hash table built (slots). Keeps the hash shift <= 29, never 32. */
@@ -161,6 +174,12 @@ export class RouteTable {
   /** routes per prefix length, 0..32 */
   private readonly lengthCounts = new Int32Array(33);
   private changes = 0;
+  /** slots handed out so far (the high-water mark) */
+  private slotsMade = 0;
+  /** released slots, reusable (smallest last, so reuse keeps slot numbers low) */
+  private readonly freeSlots: number[] = [];
+  /** slots of removed routes, with the table version that removed them, until releaseSlots */
+  private readonly retiredSlots: Array<{ readonly slot: number; readonly version: number }> = [];
 
   /** Increments on every change (set that changed something, delete that removed, clear of a non-empty table). */
   get version(): number {
@@ -187,9 +206,12 @@ export class RouteTable {
     if (old !== undefined && old.peer.address === peer.address && old.peer.port === peer.port) {
       return false;
     }
+    // a subnet that moves to another address keeps its slot: its figures go on
+    const slot = old?.slot ?? this.freeSlots.pop() ?? this.slotsMade++;
     const entry: RouteEntry = Object.freeze({
       prefix: Object.freeze({ network: prefix.network, length: prefix.length }),
       peer: Object.freeze({ address: peer.address, port: peer.port }),
+      slot,
     });
     this.routes.set(key, entry);
     if (old === undefined) this.lengthCounts[prefix.length]++;
@@ -200,10 +222,43 @@ export class RouteTable {
   /** Removes the route for exactly `prefix`. Returns true when there was one. */
   delete(prefix: Ipv4Prefix): boolean {
     checkPrefix(prefix);
-    if (!this.routes.delete(keyOf(prefix.network, prefix.length))) return false;
+    const key = keyOf(prefix.network, prefix.length);
+    const old = this.routes.get(key);
+    if (old === undefined) return false;
+    this.routes.delete(key);
     this.lengthCounts[prefix.length]--;
     this.changes++;
+    this.retiredSlots.push({ slot: old.slot, version: this.changes });
     return true;
+  }
+
+  /**
+   * Makes the slots of routes removed at or before table version `applied`
+   * reusable. The caller promises that no reader of a snapshot older than
+   * `applied` still writes to them (every worker has acknowledged it);
+   * `clear` is called once per slot, before any later `set` can reuse it,
+   * so that a new subnet starts from zero. Returns how many were released.
+   */
+  releaseSlots(applied: number, clear: (slot: number) => void): number {
+    let released = 0;
+    for (let i = 0; i < this.retiredSlots.length;) {
+      const r = this.retiredSlots[i] as { slot: number; version: number };
+      if (r.version <= applied) {
+        clear(r.slot);
+        this.freeSlots.push(r.slot);
+        this.retiredSlots.splice(i, 1);
+        released++;
+      } else {
+        i++;
+      }
+    }
+    if (released > 0) this.freeSlots.sort((a, b) => b - a);
+    return released;
+  }
+
+  /** Slots handed out so far: counter blocks indexed by slot need this many entries. */
+  get slotCount(): number {
+    return this.slotsMade;
   }
 
   /** The peer for exactly `prefix` (no longest-prefix matching). */
@@ -230,9 +285,10 @@ export class RouteTable {
 
   clear(): void {
     if (this.routes.size === 0) return;
+    this.changes++;
+    for (const entry of this.routes.values()) this.retiredSlots.push({ slot: entry.slot, version: this.changes });
     this.routes.clear();
     this.lengthCounts.fill(0);
-    this.changes++;
   }
 
   /** A flat, immutable copy of the table for `CompiledRoutes` (see RouteSnapshot). */
@@ -255,13 +311,15 @@ export class RouteTable {
     const routeLength = new Uint8Array(size);
     const peerAddress = new Uint32Array(size);
     const peerPort = new Uint16Array(size);
+    const routeSlot = new Uint32Array(size);
 
     for (let i = 0; i < size; i++) {
-      const { prefix, peer } = entries[i] as RouteEntry;
+      const { prefix, peer, slot } = entries[i] as RouteEntry;
       routeNetwork[i] = prefix.network;
       routeLength[i] = prefix.length;
       peerAddress[i] = peer.address;
       peerPort[i] = peer.port;
+      routeSlot[i] = slot;
 
       let s = slotOf(prefix.network, prefix.length, shift);
       while (slots[2 * s + 1] !== 0) s = (s + 1) & slotMask;
@@ -278,6 +336,8 @@ export class RouteTable {
       routeLength,
       peerAddress,
       peerPort,
+      routeSlot,
+      slotCount: this.slotsMade,
     };
   }
 }
@@ -310,6 +370,9 @@ export class CompiledRoutes {
   readonly peerAddress: Uint32Array;
   /** Peer UDP port by route index. */
   readonly peerPort: Uint16Array;
+  /** Counter slot by route index. */
+  readonly routeSlot: Uint32Array;
+  readonly slotCount: number;
 
   /** per /8: bit L-1 set when a route of length L (1..32) overlaps it */
   private readonly bucketLengths: Int32Array;
@@ -322,14 +385,19 @@ export class CompiledRoutes {
   private readonly routeLength: Uint8Array;
   /** The distinct peer addresses as an open-addressing set (0 marks an empty slot; 0.0.0.0 is never a peer). */
   private readonly peerSet: Int32Array;
+  /** Beside each peerSet entry: the index of the first route (in subnet order) to that address. */
+  private readonly peerSetRoute: Int32Array;
   private readonly peerSetMask: number;
   private readonly peerSetShift: number;
 
   /** Checks the snapshot (it may have crossed a thread boundary); throws StateError when malformed. */
   constructor(snapshot: RouteSnapshot) {
-    const { size, lengths, slots, routeNetwork, routeLength, peerAddress, peerPort } = snapshot;
+    const { size, lengths, slots, routeNetwork, routeLength, peerAddress, peerPort, routeSlot, slotCount } = snapshot;
     if (!Number.isInteger(snapshot.version) || !Number.isInteger(size) || size < 0 || size > MAX_ROUTES) {
       throw malformed('version or size is not a valid integer');
+    }
+    if (!Number.isInteger(slotCount) || slotCount < size || slotCount > 2 * MAX_ROUTES) {
+      throw malformed('slotCount is not an integer from size to twice the route limit');
     }
     if (
       !(lengths instanceof Uint8Array) ||
@@ -337,7 +405,8 @@ export class CompiledRoutes {
       !(routeNetwork instanceof Uint32Array) ||
       !(routeLength instanceof Uint8Array) ||
       !(peerAddress instanceof Uint32Array) ||
-      !(peerPort instanceof Uint16Array)
+      !(peerPort instanceof Uint16Array) ||
+      !(routeSlot instanceof Uint32Array)
     ) {
       throw malformed('a field has the wrong typed-array type');
     }
@@ -345,13 +414,22 @@ export class CompiledRoutes {
       routeNetwork.length !== size ||
       routeLength.length !== size ||
       peerAddress.length !== size ||
-      peerPort.length !== size
+      peerPort.length !== size ||
+      routeSlot.length !== size
     ) {
       throw malformed(`per-route arrays must have ${size} elements`);
     }
     const capacity = slots.length / 2;
     if (capacity < MIN_CAPACITY || (capacity & (capacity - 1)) !== 0 || capacity < 2 * size) {
       throw malformed(`hash table capacity ${capacity} is not a power of two >= ${MIN_CAPACITY} with load <= 0.5`);
+    }
+
+    // distinct slots below slotCount: counters of two routes never mix, writes stay inside the block
+    const slotSeen = new Uint8Array(slotCount);
+    for (let i = 0; i < size; i++) {
+      const slot = routeSlot[i] as number;
+      if (slot >= slotCount || slotSeen[slot] === 1) throw malformed(`route ${i} has a slot that is out of range or shared`);
+      slotSeen[slot] = 1;
     }
 
     const bucketLengths = new Int32Array(1 << BUCKET_BITS);
@@ -391,6 +469,8 @@ export class CompiledRoutes {
     this.size = size;
     this.peerAddress = peerAddress;
     this.peerPort = peerPort;
+    this.routeSlot = routeSlot;
+    this.slotCount = slotCount;
     this.routeNetwork = routeNetwork;
     this.routeLength = routeLength;
     this.slots = slots;
@@ -402,6 +482,7 @@ export class CompiledRoutes {
     let setCapacity = MIN_CAPACITY;
     while (setCapacity < 2 * size) setCapacity *= 2;
     this.peerSet = new Int32Array(setCapacity);
+    this.peerSetRoute = new Int32Array(setCapacity);
     this.peerSetMask = setCapacity - 1;
     this.peerSetShift = 32 - log2(setCapacity);
     for (let i = 0; i < size; i++) {
@@ -409,23 +490,34 @@ export class CompiledRoutes {
       if (address === 0) continue;
       let s = slotOf(address, 32, this.peerSetShift);
       while (this.peerSet[s] !== 0 && this.peerSet[s] !== address) s = (s + 1) & this.peerSetMask;
+      if (this.peerSet[s] === 0) this.peerSetRoute[s] = i; // routes come in subnet order: the first one wins
       this.peerSet[s] = address;
     }
   }
 
   /**
    * Whether `address` is the public IP of some route's peer: a host weft
-   * knows (a lease or a static --peer). Hot path: once per received message.
+   * knows (a lease or a static --peer).
    */
   isPeer(address: number): boolean {
+    return this.peerRoute(address) >= 0;
+  }
+
+  /**
+   * The index of the first route (lowest subnet) whose peer is `address`, or
+   * -1 when no route's peer is: the sending host of a datagram, for source
+   * validation and for its per-peer receive counters. Hot path: once per
+   * received message; no allocation.
+   */
+  peerRoute(address: number): number {
     const key = address | 0;
-    if (key === 0) return false;
+    if (key === 0) return -1;
     const set = this.peerSet;
     let s = slotOf(key, 32, this.peerSetShift);
     for (;;) {
       const v = set[s] as number;
-      if (v === key) return true;
-      if (v === 0) return false;
+      if (v === key) return this.peerSetRoute[s] as number;
+      if (v === 0) return -1;
       s = (s + 1) & this.peerSetMask;
     }
   }
