@@ -95,6 +95,12 @@ export const WEFT_VARIANTS: readonly WeftVariant[] = [
     about: 'the defaults without source validation (the per-packet check of the sender against the inner source)',
   },
   {
+    name: 'weft-no-peer-counters',
+    flags: ['--peer-counters=false'],
+    default: false,
+    about: 'the defaults without per-peer counters (packets, bytes and drops per peer): what weft status and weft_peer_* cost',
+  },
+  {
     name: 'weft-flannel-like',
     flags: [...OFFLOAD_FLAGS.map((f) => `${f}=false`), '--batch-size=1'],
     default: false,

@@ -40,7 +40,22 @@ export type PeerVerdict = { readonly ok: true } | { readonly ok: false; readonly
 
 export const ACCEPTED: PeerVerdict = Object.freeze({ ok: true });
 
-/** One peer as the backend routes it now (for /routes and logs). */
+/**
+ * Traffic with one peer since it was first routed (the udp data plane counts
+ * it; the kernel backends leave it to the kernel and report none).
+ */
+export interface PeerTraffic {
+  /** Datagrams and payload bytes the kernel took for the peer. */
+  readonly txPackets: number;
+  readonly txBytes: number;
+  /** Datagrams and payload bytes that came from the peer's public IP. */
+  readonly rxPackets: number;
+  readonly rxBytes: number;
+  /** Packets to or from the peer dropped, by "<direction>/<reason>"; reasons with none are left out. */
+  readonly drops: Readonly<Record<string, number>>;
+}
+
+/** One peer as the backend routes it now (for /routes, `weft status` and logs). */
 export interface RouteView {
   readonly subnet: Ipv4Prefix;
   readonly publicIp: number;
@@ -48,6 +63,17 @@ export interface RouteView {
   readonly via: string;
   /** The peer's UDP port (udp backend). */
   readonly port?: number | undefined;
+  /** Per-peer figures, when the backend keeps them. */
+  readonly traffic?: PeerTraffic | undefined;
+}
+
+/** A userspace data plane's shape and totals, for `weft status` (kernel backends have none). */
+export interface DataPlaneView {
+  readonly workers: number;
+  /** Offloads in effect, by name. */
+  readonly offloads: Readonly<Record<string, boolean>>;
+  /** Drops over all peers and unknown senders, by "<direction>/<reason>"; reasons with none are left out. */
+  readonly drops: Readonly<Record<string, number>>;
 }
 
 /** What an applyPeers call did. */
@@ -102,8 +128,10 @@ export interface Backend {
    * changes and removes as needed. Calls are serialized by the caller.
    */
   applyPeers(peers: readonly Peer[]): Promise<ApplyReport>;
-  /** The peers as routed now. */
+  /** The peers as routed now, with their traffic when the backend counts it. */
   routes(): readonly RouteView[];
+  /** The userspace data plane's shape and totals, or null for a kernel backend. */
+  dataPlane(): DataPlaneView | null;
   /** Adds this backend's metrics to the agent's registry. */
   registerMetrics(registry: Registry): void;
   /** Called when the data path fails at run time; the agent replaces it to stop. */

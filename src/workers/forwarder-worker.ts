@@ -47,7 +47,7 @@ function main(): void {
   port.on('message', (msg: ControlMessage) => {
     switch (msg.type) {
       case 'routes':
-        forwarder.setRoutes(msg.snapshot);
+        forwarder.setRoutes(msg.snapshot, msg.peerCounters);
         post({ type: 'routes-applied', version: msg.snapshot.version });
         break;
       case 'stop':

@@ -30,6 +30,11 @@
  *     is a known host's public IP must be the sender's own.
  *  Each drop is a counter by reason; nothing is logged per packet.
  *
+ * Per-peer counters (peer-counters.ts), unless peerCounters is null: datagrams
+ * and bytes sent to each peer as the kernel took them (the send calls report
+ * per packet), datagrams and bytes received from each known sender, and drops
+ * by reason for the peer concerned; a few typed-array adds per batch entry.
+ *
  * Contract: one Forwarder is driven by one thread. Packet bytes in a slab are
  * valid until the next batch read into that slab. Routes change only between
  * batches (setRoutes swaps a compiled snapshot). Nothing throws per packet:
@@ -52,6 +57,8 @@ import { prefixMask, type Ipv4Prefix } from '../net/ipv4';
 import { CompiledRoutes, type RouteSnapshot } from '../routing';
 import type { NativeBinding } from '../native';
 import { Counter } from './counters';
+import { PEER_STRIDE, PeerCounter, peerBlockCapacity } from './peer-counters';
+import { SEND_RESULT_FIELDS } from '../native';
 
 /** The parts of the native addon the packet loop uses (a fake can stand in). */
 export type PacketIo = Pick<NativeBinding,
@@ -95,12 +102,19 @@ export interface ForwarderOptions {
   /** ICMP errors per second this worker may generate (burst = a tenth of it, at least 10); 0 = none. */
   readonly icmpPerSecond: number;
   readonly counters: Float64Array;
+  /** Per-peer counters (peer-counters.ts) with room for routes.slotCount slots; null: not kept. */
+  readonly peerCounters?: Float64Array | null;
   readonly routes: RouteSnapshot;
   /** Batch calls per readiness event before yielding to the event loop. */
   readonly maxBatchesPerWakeup?: number;
   readonly offloads?: OffloadOptions;
   /** Microseconds to keep polling after handling packets before sleeping (0 = never; trades CPU for latency). */
   readonly busyPollMicros?: number;
+}
+
+/** The per-peer block if it has room for every slot of `routes`, else null (counting stops rather than mixing peers). */
+function fits(block: Float64Array | null, routes: CompiledRoutes): Float64Array | null {
+  return block !== null && peerBlockCapacity(block) >= routes.slotCount ? block : null;
 }
 
 /** Room for one ICMP error: IP header + ICMP header + quoted header with options + 8 bytes. */
@@ -110,6 +124,10 @@ export class Forwarder {
   private readonly io: PacketIo;
   private readonly opt: ForwarderOptions;
   private readonly c: Float64Array;
+  /** the per-peer block given (null: not kept) */
+  private peerBlock: Float64Array | null;
+  /** the block in use: peerBlock, or null while a snapshot has more slots than it holds (never mixes peers) */
+  private pc: Float64Array | null;
   private routes: CompiledRoutes;
   private readonly localNet: number;
   private readonly localMask: number;
@@ -128,6 +146,9 @@ export class Forwarder {
   private readonly sendLens: Int32Array;
   private readonly sendAddrs: Uint32Array;
   private readonly sendPorts: Uint16Array;
+  /** counter slot of each queued datagram's peer, and the send call's per-packet results */
+  private readonly sendSlots: Int32Array;
+  private readonly sendResults: Int32Array;
 
   // decap state
   private readonly udpSlab: Buffer;
@@ -154,6 +175,8 @@ export class Forwarder {
     this.opt = options;
     this.c = options.counters;
     this.routes = new CompiledRoutes(options.routes);
+    this.peerBlock = options.peerCounters ?? null;
+    this.pc = fits(this.peerBlock, this.routes);
     this.localMask = prefixMask(options.localSubnet.length);
     this.localNet = options.localSubnet.network;
     this.clusterMask = prefixMask(options.clusterNetwork.length);
@@ -172,6 +195,8 @@ export class Forwarder {
     this.sendLens = new Int32Array(n);
     this.sendAddrs = new Uint32Array(n);
     this.sendPorts = new Uint16Array(n);
+    this.sendSlots = new Int32Array(n);
+    this.sendResults = new Int32Array(n * SEND_RESULT_FIELDS);
 
     this.udpSlab = Buffer.alloc(n * options.udpSlotSize);
     this.udpLens = new Int32Array(n);
@@ -191,9 +216,19 @@ export class Forwarder {
     this.icmpRefilledAt = Date.now();
   }
 
-  /** Swaps in a new route snapshot; takes effect from the next packet. */
-  setRoutes(snapshot: RouteSnapshot): void {
+  /**
+   * Swaps in a new route snapshot; takes effect from the next packet. A new
+   * per-peer block (larger, sent when the slots outgrew the old one) takes
+   * over the old one's figures: this thread is the only writer of both.
+   */
+  setRoutes(snapshot: RouteSnapshot, peerCounters?: Float64Array): void {
     this.routes = new CompiledRoutes(snapshot);
+    if (peerCounters !== undefined && peerCounters !== this.peerBlock) {
+      const old = this.peerBlock;
+      if (old !== null) peerCounters.set(old.subarray(0, Math.min(old.length, peerCounters.length)));
+      this.peerBlock = peerCounters;
+    }
+    this.pc = fits(this.peerBlock, this.routes);
     this.c[Counter.RouteUpdates]++;
   }
 
@@ -207,6 +242,8 @@ export class Forwarder {
     const res = this.ioResult;
     const vnet = this.off.vnetHdr;
     const hdr = vnet ? io.VNET_HDR_LEN : 0;
+    const pc = this.pc;
+    const slots = this.sendSlots;
     let total = 0;
     for (let round = 0; round < this.maxRounds; round++) {
       const n = io.tunReadBatch(tunFd, slab, tunSlotSize, batchSize, lens, res);
@@ -242,6 +279,7 @@ export class Forwarder {
         }
         if ((slab[ip + 8] as number) <= 1) {
           c[Counter.DropTtlExpiredEncap]++;
+          if (pc !== null) pc[(routes.routeSlot[r] as number) * PEER_STRIDE + PeerCounter.TxDropTtlExpired]++;
           if (this.queueIcmp(icmp, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, slab, ip, len, 0, 0)) {
             icmp++;
             c[Counter.IcmpTimeExceededSent]++;
@@ -253,21 +291,31 @@ export class Forwarder {
         this.sendLens[out] = len + hdr;
         this.sendAddrs[out] = routes.peerAddress[r] as number;
         this.sendPorts[out] = routes.peerPort[r] as number;
+        slots[out] = routes.routeSlot[r] as number;
         out++;
       }
       c[Counter.TunRxPackets] += n;
       c[Counter.TunRxBytes] += bytes;
       if (out > 0) {
+        const per = pc === null ? null : this.sendResults;
         if (vnet) {
-          io.udpSendVnetBatch(udpFd, slab, this.sendOffsets, this.sendLens, this.sendAddrs, this.sendPorts, out, this.off.udpGso, res);
+          io.udpSendVnetBatch(udpFd, slab, this.sendOffsets, this.sendLens, this.sendAddrs, this.sendPorts, out, this.off.udpGso, res, per);
           c[Counter.UdpTxPackets] += res[4] as number;
           c[Counter.DropSplitFailed] += res[5] as number;
         } else {
-          c[Counter.UdpTxPackets] += io.udpSendBatch(udpFd, slab, this.sendOffsets, this.sendLens, this.sendAddrs, this.sendPorts, out, res);
+          c[Counter.UdpTxPackets] += io.udpSendBatch(udpFd, slab, this.sendOffsets, this.sendLens, this.sendAddrs, this.sendPorts, out, res, per);
         }
         c[Counter.SyscallsUdpSend] += res[0] as number;
         c[Counter.UdpTxBytes] += res[3] as number;
         c[Counter.DropUdpSendFailed] += res[1] as number;
+        if (per !== null && pc !== null) {
+          for (let j = 0, k = 0; j < out; j++, k += SEND_RESULT_FIELDS) {
+            const b = (slots[j] as number) * PEER_STRIDE;
+            pc[b + PeerCounter.TxPackets] += per[k] as number;
+            pc[b + PeerCounter.TxBytes] += per[k + 1] as number;
+            pc[b + PeerCounter.TxDropSendFailed] += per[k + 2] as number;
+          }
+        }
       }
       if (icmp > 0) this.flushIcmpToTun(icmp);
       if (n < batchSize) break;
@@ -287,6 +335,7 @@ export class Forwarder {
     const localMask = this.localMask;
     const localNet = this.localNet;
     const validate = this.validateSources;
+    const pc = this.pc;
     let total = 0;
     for (let round = 0; round < this.maxRounds; round++) {
       const n = io.udpRecvBatch(udpFd, slab, udpSlotSize, batchSize, lens, segs, this.srcAddrs, this.srcPorts, res);
@@ -300,14 +349,22 @@ export class Forwarder {
       let bytesIn = 0;
       for (let i = 0; i < n; i++) {
         const message = lens[i] as number;
+        const sender = this.srcAddrs[i] as number;
+        const home = routes.peerRoute(sender);
+        // the sending host's per-peer counters, or -1 (unknown sender, or not kept)
+        const pb = pc !== null && home >= 0 ? (routes.routeSlot[home] as number) * PEER_STRIDE : -1;
         if (message < 0) {
           c[Counter.DropTruncated]++;
           datagrams++;
+          if (pb >= 0) {
+            (pc as Float64Array)[pb + PeerCounter.RxPackets]++;
+            (pc as Float64Array)[pb + PeerCounter.RxDropTruncated]++;
+          }
           continue;
         }
         bytesIn += message;
-        const sender = this.srcAddrs[i] as number;
-        const unknownSender = validate && !routes.isPeer(sender);
+        const unknownSender = validate && home < 0;
+        const first = datagrams;
         const step = segs !== null && (segs[i] as number) > 0 ? (segs[i] as number) : Math.max(message, 1);
         for (let at = 0; at < message || (message === 0 && at === 0); at += step) {
           const off = i * udpSlotSize + at;
@@ -320,18 +377,22 @@ export class Forwarder {
           const verdict = validateIpv4(slab, off, len);
           if (verdict !== Ipv4Drop.Ok) {
             c[Counter.DropTooShort + verdict - 1]++;
+            if (pb >= 0) (pc as Float64Array)[pb + PeerCounter.RxDropTooShort + verdict - 1]++;
             continue;
           }
           if (((ipv4Dst(slab, off) & localMask) >>> 0) !== localNet) {
             c[Counter.DropNotLocalSubnet]++;
+            if (pb >= 0) (pc as Float64Array)[pb + PeerCounter.RxDropNotLocalSubnet]++;
             continue;
           }
           if (validate && !this.senderOwnsSource(routes, sender, ipv4Src(slab, off))) {
             c[Counter.DropSourceNotOwned]++;
+            if (pb >= 0) (pc as Float64Array)[pb + PeerCounter.RxDropSourceNotOwned]++;
             continue;
           }
           if ((slab[off + 8] as number) <= 1) {
             c[Counter.DropTtlExpiredDecap]++;
+            if (pb >= 0) (pc as Float64Array)[pb + PeerCounter.RxDropTtlExpired]++;
             const back = this.queueIcmp(icmp, ICMP_TIME_EXCEEDED, ICMP_TTL_EXCEEDED, slab, off, len,
               this.srcAddrs[i] as number, this.srcPorts[i] as number);
             if (back) {
@@ -345,6 +406,10 @@ export class Forwarder {
           this.writeOffsets[out] = off;
           this.writeLens[out] = len;
           out++;
+        }
+        if (pb >= 0) {
+          (pc as Float64Array)[pb + PeerCounter.RxPackets] += datagrams - first;
+          (pc as Float64Array)[pb + PeerCounter.RxBytes] += message;
         }
       }
       total += datagrams;

@@ -11,7 +11,8 @@ export type WorkerInit = ForwarderOptions;
 
 /** main -> worker */
 export type ControlMessage =
-  | { readonly type: 'routes'; readonly snapshot: RouteSnapshot }
+  /** New routes; `peerCounters` replaces the worker's per-peer block when the slots outgrew it (peer-counters.ts). */
+  | { readonly type: 'routes'; readonly snapshot: RouteSnapshot; readonly peerCounters?: Float64Array }
   | { readonly type: 'stop' };
 
 /** worker -> main */

@@ -9,16 +9,19 @@ import { Worker } from 'node:worker_threads';
 import { StateError, WeftError } from '../errors';
 import type { RouteSnapshot } from '../routing';
 import { newCounterBlock, sumCounters } from './counters';
+import { newPeerCounterBlock, peerBlockCapacity, PEER_STRIDE } from './peer-counters';
 import type { ForwarderOptions } from './forwarder';
 import type { ControlMessage, WorkerInit, WorkerMessage } from './messages';
 
 /** Every worker's Forwarder options, except what the pool assigns per worker. */
-export interface PoolOptions extends Omit<ForwarderOptions, 'tunFd' | 'udpFd' | 'counters'> {
+export interface PoolOptions extends Omit<ForwarderOptions, 'tunFd' | 'udpFd' | 'counters' | 'peerCounters'> {
   /** One TUN descriptor per worker (multi-queue), or one shared by all. */
   readonly tunFds: readonly number[];
   /** One UDP socket per worker (SO_REUSEPORT), or one shared by all. */
   readonly udpFds: readonly number[];
   readonly workers: number;
+  /** Keep per-peer counters (default true; off only to measure what they cost). */
+  readonly peerCounters?: boolean;
 }
 
 /** A worker died or reported an error; the agent should stop. */
@@ -31,6 +34,10 @@ export class DataPlaneError extends WeftError {
 interface Member {
   readonly worker: Worker;
   readonly counters: Float64Array;
+  /** The per-peer block the worker writes (as far as the main thread knows), null when not kept. */
+  peerCounters: Float64Array | null;
+  /** A larger block sent with snapshot `version`, in use once the worker acknowledges that version. */
+  pendingPeerCounters: { readonly version: number; readonly block: Float64Array } | undefined;
   routesVersion: number;
   ready: boolean;
   stopped: boolean;
@@ -61,18 +68,22 @@ export class ForwarderPool extends EventEmitter {
     const pool = new ForwarderPool(onError);
     const { tunFds, udpFds, workers, ...shared } = options;
     const starts: Promise<void>[] = [];
+    const { peerCounters: keepPeerCounters, ...forwarderShared } = shared;
     for (let i = 0; i < workers; i++) {
       const counters = newCounterBlock();
+      const peerCounters = keepPeerCounters === false ? null : newPeerCounterBlock(options.routes.slotCount);
       const init: WorkerInit = {
-        ...shared,
+        ...forwarderShared,
         tunFd: tunFds[i % tunFds.length] as number,
         udpFd: udpFds[i % udpFds.length] as number,
         counters,
+        peerCounters,
       };
       const worker = new Worker(WORKER_FILE, { workerData: init, name: `weft-forwarder-${i}` });
       starts.push(new Promise<void>((resolve, reject) => {
         const member: Member = {
-          worker, counters, routesVersion: options.routes.version, ready: false, stopped: false, exited: false,
+          worker, counters, peerCounters, pendingPeerCounters: undefined,
+          routesVersion: options.routes.version, ready: false, stopped: false, exited: false,
           started: (err) => (err === undefined ? resolve() : reject(err)),
         };
         pool.members.push(member);
@@ -98,6 +109,11 @@ export class ForwarderPool extends EventEmitter {
         member.started();
       } else if (msg.type === 'routes-applied') {
         member.routesVersion = msg.version;
+        const pending = member.pendingPeerCounters;
+        if (pending !== undefined && msg.version >= pending.version) {
+          member.peerCounters = pending.block;
+          member.pendingPeerCounters = undefined;
+        }
         this.emit('routes-applied', msg.version);
       } else if (msg.type === 'stopped') {
         member.stopped = true;
@@ -122,10 +138,21 @@ export class ForwarderPool extends EventEmitter {
     return this.members.length;
   }
 
-  /** Pushes a route snapshot to every worker; resolves when all have applied it. */
+  /**
+   * Pushes a route snapshot to every worker (with a larger per-peer block when
+   * its slots outgrew a worker's); resolves when all have applied it.
+   */
   setRoutes(snapshot: RouteSnapshot): Promise<void> {
-    const message: ControlMessage = { type: 'routes', snapshot };
-    for (const m of this.members) m.worker.postMessage(message);
+    for (const m of this.members) {
+      const latest = m.pendingPeerCounters?.block ?? m.peerCounters;
+      let message: ControlMessage = { type: 'routes', snapshot };
+      if (latest !== null && peerBlockCapacity(latest) < snapshot.slotCount) {
+        const block = newPeerCounterBlock(snapshot.slotCount);
+        m.pendingPeerCounters = { version: snapshot.version, block };
+        message = { type: 'routes', snapshot, peerCounters: block };
+      }
+      m.worker.postMessage(message);
+    }
     return new Promise((resolve) => {
       const check = (): void => {
         if (this.members.every((m) => m.routesVersion >= snapshot.version || m.stopped || m.exited)) {
@@ -146,6 +173,25 @@ export class ForwarderPool extends EventEmitter {
   /** Each worker's own counter block (read-only view for metrics). */
   counterBlocks(): readonly Float64Array[] {
     return this.members.map((m) => m.counters);
+  }
+
+  /** Each worker's per-peer block (read-only view); empty when per-peer counters are off. */
+  peerCounterBlocks(): readonly Float64Array[] {
+    const blocks: Float64Array[] = [];
+    for (const m of this.members) if (m.peerCounters !== null) blocks.push(m.peerCounters);
+    return blocks;
+  }
+
+  /**
+   * Zeroes a per-peer slot in every block, current and pending. Only for a
+   * slot no worker writes any more (RouteTable.releaseSlots after setRoutes).
+   */
+  clearPeerSlot(slot: number): void {
+    for (const m of this.members) {
+      for (const block of [m.peerCounters, m.pendingPeerCounters?.block]) {
+        if (block !== null && block !== undefined) block.fill(0, slot * PEER_STRIDE, (slot + 1) * PEER_STRIDE);
+      }
+    }
   }
 
   /** Stops every worker; terminates any that does not stop in time. Safe to call twice. */

@@ -6,6 +6,7 @@ import type { RouteView } from '../../src/backend/backend';
 import { registerDataPlaneMetrics } from '../../src/backend/udp/udp-metrics';
 import { parseCidr, parseIpv4 } from '../../src/net/ipv4';
 import { Counter, newCounterBlock } from '../../src/workers/counters';
+import { NO_OFFLOADS } from '../../src/workers/forwarder';
 import { parseMetrics } from '../e2e/helpers';
 
 describe('health server: /healthz, /readyz, /metrics, /routes', () => {
@@ -14,7 +15,7 @@ describe('health server: /healthz, /readyz, /metrics, /routes', () => {
   const blocks = [newCounterBlock(), newCounterBlock()];
   const routes: RouteView[] = [];
   const registry = new Registry();
-  registerDataPlaneMetrics(registry, () => blocks);
+  registerDataPlaneMetrics(registry, { counterBlocks: () => blocks, workers: () => blocks.length, offloads: () => NO_OFFLOADS });
   const get = async (path: string): Promise<{ status: number; body: string; type: string | null }> => {
     const res = await fetch(`http://127.0.0.1:${server.port}${path}`);
     return { status: res.status, body: await res.text(), type: res.headers.get('content-type') };

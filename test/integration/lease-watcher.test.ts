@@ -79,6 +79,10 @@ class FakeBackend implements Backend {
     return this.peers().map((p) => ({ subnet: p.subnet, publicIp: p.publicIp, via: 'fake' }));
   }
 
+  dataPlane(): null {
+    return null;
+  }
+
   registerMetrics(): void {
     // none
   }

@@ -66,6 +66,10 @@ class FakeBackend implements Backend {
     return this.current.map((p) => ({ subnet: p.subnet, publicIp: p.publicIp, via: 'vxlan' }));
   }
 
+  dataPlane(): null {
+    return null;
+  }
+
   registerMetrics(): void {
     // none
   }

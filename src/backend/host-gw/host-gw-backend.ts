@@ -90,6 +90,11 @@ export class HostGwBackend implements Backend {
     return this.sync.routes();
   }
 
+  /** The kernel carries the traffic: no userspace data plane to show. */
+  dataPlane(): null {
+    return null;
+  }
+
   registerMetrics(registry: Registry): void {
     this.sync.registerMetrics(registry);
   }

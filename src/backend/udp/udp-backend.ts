@@ -19,15 +19,36 @@ import { formatIpv4, formatPrefix, type Ipv4Prefix } from '../../net/ipv4';
 import { RouteTable } from '../../routing';
 import type { Lease, LeaseAttrs } from '../../subnet/lease';
 import { TunDevice, validateTunName } from '../../tun/tun-device';
+import { COUNTER_INFO, type CounterInfo } from '../../workers/counters';
 import { NO_OFFLOADS, type OffloadOptions } from '../../workers/forwarder';
+import { PEER_DROPS, PeerCounter, sumPeerSlot } from '../../workers/peer-counters';
 import { ForwarderPool } from '../../workers/pool';
-import { ACCEPTED, type ApplyReport, type Backend, type BackendContext, type Peer, type PeerVerdict, type RouteView } from '../backend';
+import {
+  ACCEPTED, type ApplyReport, type Backend, type BackendContext, type DataPlaneView, type Peer, type PeerTraffic, type PeerVerdict,
+  type RouteView,
+} from '../backend';
 import { reconcilePeers } from '../kernel-peers';
 import type { UdpBackendConfig } from './udp-config';
-import { registerDataPlaneMetrics } from './udp-metrics';
+import { offloadNames, registerDataPlaneMetrics, registerPeerMetrics } from './udp-metrics';
 import type { RequestedOffloads } from './udp-options';
 
 export const UDP_BACKEND_TYPE = 'udp';
+
+/** One slot's summed per-peer figures as the backend reports them (drops with none left out). */
+function peerTraffic(slot: Float64Array): PeerTraffic {
+  const drops: Record<string, number> = {};
+  for (const d of PEER_DROPS) {
+    const n = slot[d.index] as number;
+    if (n > 0) drops[`${d.direction}/${d.reason}`] = n;
+  }
+  return {
+    txPackets: slot[PeerCounter.TxPackets] as number,
+    txBytes: slot[PeerCounter.TxBytes] as number,
+    rxPackets: slot[PeerCounter.RxPackets] as number,
+    rxBytes: slot[PeerCounter.RxBytes] as number,
+    drops,
+  };
+}
 
 /** Largest message accepted from a peer (any IPv4 packet, or a UDP_GRO message of up to 64 KiB). */
 const UDP_SLOT_BYTES = 65536;
@@ -127,6 +148,7 @@ export class UdpBackend implements Backend {
       routes: this.table.snapshot(),
       offloads: this.offloads,
       busyPollMicros: o.busyPollMicros,
+      peerCounters: o.peerCounters ?? true,
     }, (err) => this.onFatal(err));
     log.info({ workers: o.workers, batch: o.batchSize }, 'data plane running');
   }
@@ -179,31 +201,60 @@ export class UdpBackend implements Backend {
     return ACCEPTED;
   }
 
-  /** Replaces the peer set; the workers hear of it only when it differs from the current one. */
+  /**
+   * Replaces the peer set; the workers hear of it only when it differs from
+   * the current one. Routes that stay keep their counter slots (their
+   * figures go on); once every worker has the new snapshot, the slots of
+   * removed routes are cleared for reuse.
+   */
   async applyPeers(peers: readonly Peer[]): Promise<ApplyReport> {
     const want = new Map(peers.map((p) => [formatPrefix(p.subnet), { subnet: p.subnet, address: p.publicIp, port: p.port ?? this.config.port }]));
-    const have = new Map(this.table.entries().map((e) => [formatPrefix(e.prefix), e.peer]));
     let added = 0;
     let removed = 0;
-    for (const [key, p] of want) {
-      const old = have.get(key);
-      if (old === undefined || old.address !== p.address || old.port !== p.port) added++;
+    for (const e of this.table.entries()) {
+      if (!want.has(formatPrefix(e.prefix)) && this.table.delete(e.prefix)) removed++;
     }
-    for (const key of have.keys()) if (!want.has(key)) removed++;
+    for (const p of want.values()) {
+      if (this.table.set(p.subnet, { address: p.address, port: p.port })) added++;
+    }
     if (added + removed > 0) {
-      this.table.clear();
-      for (const p of want.values()) this.table.set(p.subnet, { address: p.address, port: p.port });
-      if (this.pool !== undefined) await this.pool.setRoutes(this.table.snapshot());
+      const snapshot = this.table.snapshot();
+      const pool = this.pool;
+      if (pool !== undefined) await pool.setRoutes(snapshot);
+      this.table.releaseSlots(snapshot.version, (slot) => pool?.clearPeerSlot(slot));
     }
     return { routed: want.size, added, removed, failed: [] };
   }
 
   routes(): readonly RouteView[] {
-    return this.table.entries().map((e) => ({ subnet: e.prefix, publicIp: e.peer.address, via: 'udp', port: e.peer.port }));
+    const blocks = this.pool?.peerCounterBlocks() ?? [];
+    return this.table.entries().map((e) => ({
+      subnet: e.prefix, publicIp: e.peer.address, via: 'udp', port: e.peer.port,
+      traffic: blocks.length === 0 ? undefined : peerTraffic(sumPeerSlot(blocks, e.slot)),
+    }));
+  }
+
+  dataPlane(): DataPlaneView | null {
+    if (this.pool === undefined) return null;
+    const totals = this.pool.counterBlocks();
+    const drops: Record<string, number> = {};
+    for (let i = 0; i < COUNTER_INFO.length; i++) {
+      const info = COUNTER_INFO[i] as CounterInfo;
+      if (info.metric !== 'weft_dropped_packets_total' || info.labels === undefined) continue;
+      let n = 0;
+      for (const b of totals) n += b[i] as number;
+      if (n > 0) drops[`${info.labels['direction'] ?? ''}/${info.labels['reason'] ?? ''}`] = n;
+    }
+    return { workers: this.pool.size, offloads: offloadNames(this.offloads), drops };
   }
 
   registerMetrics(registry: Registry): void {
-    registerDataPlaneMetrics(registry, () => this.pool?.counterBlocks() ?? []);
+    registerDataPlaneMetrics(registry, {
+      counterBlocks: () => this.pool?.counterBlocks() ?? [],
+      workers: () => this.pool?.size ?? 0,
+      offloads: () => this.offloads,
+    });
+    registerPeerMetrics(registry, () => this.routes());
   }
 
   /** Data-plane totals by counter name (logged at stop). */

@@ -1,10 +1,23 @@
 /**
- * The udp data plane's counters as Prometheus series: every worker's counter
- * block (shared memory, src/workers/counters.ts) summed on each scrape. No
- * message goes to the workers; a scrape only reads.
+ * The udp data plane as Prometheus series. Every worker's counter blocks
+ * (shared memory: src/workers/counters.ts, peer-counters.ts) are summed on
+ * each scrape. No message goes to the workers; a scrape only reads.
+ *
+ *   weft_*_total                          totals of counters.ts, by their labels
+ *   weft_peer_{sent,received}_{packets,bytes}_total{subnet}
+ *   weft_peer_dropped_packets_total{subnet,direction,reason}   (reasons that occurred)
+ *   weft_peer_info{subnet,public_ip,port}  1 per routed peer (joins a subnet to its host)
+ *   weft_syscalls_per_packet{direction}   since the data plane started
+ *   weft_workers, weft_offload_enabled{offload}
+ *
+ * One series per peer subnet and counter: labels never carry addresses of
+ * traffic, so a scrape stays as large as the peer list.
  */
-import { Counter as PromCounter, type Registry } from 'prom-client';
-import { COUNTER_COUNT, COUNTER_INFO, type CounterInfo } from '../../workers/counters';
+import { Counter as PromCounter, Gauge, type Registry } from 'prom-client';
+import { formatIpv4, formatPrefix } from '../../net/ipv4';
+import { Counter, COUNTER_COUNT, COUNTER_INFO, type CounterInfo } from '../../workers/counters';
+import type { OffloadOptions } from '../../workers/forwarder';
+import type { RouteView } from '../backend';
 
 /** HELP of metrics that several counters share (by label); others take their counter's help. */
 const SHARED_METRIC_HELP: Readonly<Record<string, string>> = {
@@ -14,7 +27,30 @@ const SHARED_METRIC_HELP: Readonly<Record<string, string>> = {
   weft_batches_total: 'Batch read calls into native code, by side',
 };
 
-export function registerDataPlaneMetrics(registry: Registry, counterBlocks: () => readonly Float64Array[]): void {
+export interface DataPlaneSource {
+  /** Each worker's counter block. */
+  counterBlocks(): readonly Float64Array[];
+  workers(): number;
+  /** Offloads in effect. */
+  offloads(): OffloadOptions;
+}
+
+/** The offloads in effect by the names status and metrics use. */
+export function offloadNames(o: OffloadOptions): Record<string, boolean> {
+  return {
+    tun_vnet_hdr: o.vnetHdr,
+    udp_gso: o.udpGso,
+    udp_gro: o.udpGro,
+    tun_coalesce_tcp: (o.groFlags & GRO_TCP) !== 0,
+    tun_coalesce_udp: (o.groFlags & GRO_UDP) !== 0,
+  };
+}
+
+// the addon's GRO_TCP / GRO_UDP bits (native/src/offload.h), without loading it for a metric
+const GRO_TCP = 1;
+const GRO_UDP = 2;
+
+export function registerDataPlaneMetrics(registry: Registry, source: DataPlaneSource): void {
   const byMetric = new Map<string, { help: string; indexes: number[]; labelNames: Set<string> }>();
   for (let i = 0; i < COUNTER_COUNT; i++) {
     const info = COUNTER_INFO[i] as CounterInfo;
@@ -31,13 +67,101 @@ export function registerDataPlaneMetrics(registry: Registry, counterBlocks: () =
       registers: [registry],
       collect() {
         metric.reset();
-        const blocks = counterBlocks();
+        const blocks = source.counterBlocks();
         for (const i of entry.indexes) {
-          let total = 0;
-          for (const b of blocks) total += b[i] as number;
-          metric.inc({ ...(COUNTER_INFO[i] as CounterInfo).labels }, total);
+          metric.inc({ ...(COUNTER_INFO[i] as CounterInfo).labels }, total(blocks, i));
         }
       },
     });
   }
+
+  new Gauge({
+    name: 'weft_syscalls_per_packet',
+    help: 'System calls per packet since the data plane started: encap = (TUN reads + UDP sends) per packet read from the TUN, ' +
+      'decap = (UDP receives + TUN writes) per datagram received. For a recent window use rate(weft_syscalls_total) over rate() of the packets',
+    labelNames: ['direction'],
+    registers: [registry],
+    collect() {
+      const b = source.counterBlocks();
+      const encapPackets = total(b, Counter.TunRxPackets);
+      const decapPackets = total(b, Counter.UdpRxPackets);
+      this.set({ direction: 'encap' }, encapPackets === 0 ? 0 : (total(b, Counter.SyscallsTunRead) + total(b, Counter.SyscallsUdpSend)) / encapPackets);
+      this.set({ direction: 'decap' }, decapPackets === 0 ? 0 : (total(b, Counter.SyscallsUdpRecv) + total(b, Counter.SyscallsTunWrite)) / decapPackets);
+    },
+  });
+  new Gauge({
+    name: 'weft_workers',
+    help: 'Data-plane worker threads',
+    registers: [registry],
+    collect() {
+      this.set(source.workers());
+    },
+  });
+  new Gauge({
+    name: 'weft_offload_enabled',
+    help: 'Offloads in effect after probing the kernel (1 on, 0 off)',
+    labelNames: ['offload'],
+    registers: [registry],
+    collect() {
+      for (const [offload, on] of Object.entries(offloadNames(source.offloads()))) this.set({ offload }, on ? 1 : 0);
+    },
+  });
+}
+
+/**
+ * Per-peer series from the backend's routes (each with its summed figures).
+ * A peer that is no longer routed disappears from the next scrape.
+ */
+export function registerPeerMetrics(registry: Registry, routes: () => readonly RouteView[]): void {
+  const perPeer = (name: string, help: string, pick: (r: RouteView) => number | undefined): void => {
+    const metric: PromCounter<string> = new PromCounter({
+      name, help, labelNames: ['subnet'], registers: [registry],
+      collect() {
+        metric.reset();
+        for (const r of routes()) {
+          const v = pick(r);
+          if (v !== undefined) metric.inc({ subnet: formatPrefix(r.subnet) }, v);
+        }
+      },
+    });
+  };
+  perPeer('weft_peer_sent_packets_total', 'Datagrams the kernel took for the peer that owns the subnet (each datagram of a split super-packet counts)',
+    (r) => r.traffic?.txPackets);
+  perPeer('weft_peer_sent_bytes_total', 'Payload bytes of those datagrams', (r) => r.traffic?.txBytes);
+  perPeer('weft_peer_received_packets_total',
+    'Datagrams from the public IP of the host that owns the subnet (a host with several subnets counts under its lowest), before any check',
+    (r) => r.traffic?.rxPackets);
+  perPeer('weft_peer_received_bytes_total', 'Payload bytes of those datagrams', (r) => r.traffic?.rxBytes);
+
+  const drops: PromCounter<string> = new PromCounter({
+    name: 'weft_peer_dropped_packets_total',
+    help: 'Packets to (encap) or from (decap) the peer that owns the subnet that were dropped, by reason (as weft_dropped_packets_total; reasons that occurred)',
+    labelNames: ['subnet', 'direction', 'reason'],
+    registers: [registry],
+    collect() {
+      drops.reset();
+      for (const r of routes()) {
+        for (const [key, n] of Object.entries(r.traffic?.drops ?? {})) {
+          const [direction = '', reason = ''] = key.split('/');
+          drops.inc({ subnet: formatPrefix(r.subnet), direction, reason }, n);
+        }
+      }
+    },
+  });
+  const info = new Gauge({
+    name: 'weft_peer_info',
+    help: 'One per routed peer subnet: its host\'s public IP and UDP port',
+    labelNames: ['subnet', 'public_ip', 'port'],
+    registers: [registry],
+    collect() {
+      info.reset();
+      for (const r of routes()) info.set({ subnet: formatPrefix(r.subnet), public_ip: formatIpv4(r.publicIp), port: String(r.port ?? '') }, 1);
+    },
+  });
+}
+
+function total(blocks: readonly Float64Array[], index: number): number {
+  let sum = 0;
+  for (const b of blocks) sum += b[index] as number;
+  return sum;
 }

@@ -185,6 +185,11 @@ export class VxlanBackend implements Backend {
     return this.sync.routes();
   }
 
+  /** The kernel carries the traffic: no userspace data plane to show. */
+  dataPlane(): null {
+    return null;
+  }
+
   registerMetrics(registry: Registry): void {
     this.sync.registerMetrics(registry);
   }
