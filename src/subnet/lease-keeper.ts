@@ -16,6 +16,9 @@ export interface KeeperOptions {
   readonly marginSeconds: number;
   readonly log: Logger;
   readonly onLost: (err: LeaseLostError) => void;
+  /** Each renewal that succeeded, and each that failed and will be retried (for the store's state). */
+  readonly onRenewed?: (lease: Lease) => void;
+  readonly onRenewFailed?: (err: Error) => void;
   readonly now?: () => number;
 }
 
@@ -79,12 +82,14 @@ export class LeaseKeeper {
     try {
       this.lease = await this.store.renew(this.lease, this.attrs, ttlSeconds);
       log.debug({ subnet: formatPrefix(this.lease.subnet), expires: this.lease.expiration?.toISOString() }, 'lease renewed');
+      this.options.onRenewed?.(this.lease);
       this.schedule(this.nextDelay());
     } catch (err) {
       if (err instanceof LeaseLostError) {
         if (!this.stopped) this.options.onLost(err);
         return;
       }
+      this.options.onRenewFailed?.(err as Error);
       const retry = retryDelayMs(ttlSeconds);
       log.warn({ err: (err as Error).message, retryMs: retry }, 'lease renewal failed; will retry');
       this.schedule(retry);

@@ -24,6 +24,8 @@ export interface LeaseWatcherOptions {
   readonly sink: LeaseSink;
   /** The own lease is gone; the agent should stop. Called at most once. */
   readonly onOwnLeaseLost: (reason: string) => void;
+  /** The store's watch connection came or went (after it is logged). */
+  readonly onStatus?: (status: 'connected' | 'disconnected') => void;
 }
 
 export class LeaseWatcher {
@@ -58,6 +60,7 @@ export class LeaseWatcher {
         const log = this.options.log;
         if (status === 'disconnected') log.warn({ store: this.store.description, detail }, 'lease store unreachable; routes kept, retrying');
         else log.info({ store: this.store.description }, 'lease store connected');
+        this.options.onStatus?.(status);
       },
     });
   }

@@ -15,7 +15,7 @@ import { formatPrefix, parseCidr, prefixCovers, type Ipv4Prefix } from '../net/i
 import type { Lease, LeaseAttrs } from './lease';
 import type { NetConfig } from './net-config';
 import { checkPeers, parsePeerSpec, parsePeersFile, type StaticPeer } from './static-peers';
-import { readNetConfigFile, type LeaseSetHandlers, type PeerAcceptor, type Stoppable, type SubnetManager } from './subnet-manager';
+import { readNetConfigFile, type LeaseSetHandlers, type PeerAcceptor, type Stoppable, type StoreState, type SubnetManager } from './subnet-manager';
 
 export interface StaticSubnetManagerOptions {
   readonly netConfigPath: string;
@@ -47,6 +47,13 @@ export class StaticSubnetManager implements SubnetManager {
 
   unreadableLeaseValues(): number {
     return 0;
+  }
+
+  private lease: Lease | undefined;
+
+  /** No store: nothing to lose touch with, nothing to renew. */
+  state(): StoreState {
+    return { connected: true, lease: this.lease, lastRenewal: undefined };
   }
   private readonly options: StaticSubnetManagerOptions;
   private readonly fromFlags: readonly StaticPeer[];
@@ -91,7 +98,8 @@ export class StaticSubnetManager implements SubnetManager {
 
   async acquireLease(config: NetConfig, attrs: LeaseAttrs): Promise<Lease> {
     this.network = config.network;
-    return { subnet: parseOwnSubnet(this.options.subnet, config.network), attrs };
+    this.lease = { subnet: parseOwnSubnet(this.options.subnet, config.network), attrs };
+    return this.lease;
   }
 
   keepLease(): Stoppable {

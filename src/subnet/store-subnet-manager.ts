@@ -13,7 +13,7 @@ import { LeaseKeeper } from './lease-keeper';
 import { LeaseWatcher } from './lease-watcher';
 import { parseNetConfig, type NetConfig } from './net-config';
 import { readSubnetEnv } from './subnet-env';
-import { readNetConfigFile, type LeaseSetHandlers, type Stoppable, type SubnetManager } from './subnet-manager';
+import { readNetConfigFile, type LeaseSetHandlers, type Stoppable, type StoreState, type SubnetManager } from './subnet-manager';
 
 export interface StoreSubnetManagerOptions {
   readonly netConfigPath: string;
@@ -30,6 +30,13 @@ export class StoreSubnetManager implements SubnetManager {
   readonly leasesHaveSubnetLen = true;
   private readonly store: LeaseStore;
   private readonly options: StoreSubnetManagerOptions;
+  private connected = true;
+  private lease: Lease | undefined;
+  private lastRenewal: Date | undefined;
+
+  state(): StoreState {
+    return { connected: this.connected, lease: this.lease, lastRenewal: this.lastRenewal };
+  }
 
   unreadableLeaseValues(): number {
     return this.store.unreadableValues;
@@ -45,8 +52,20 @@ export class StoreSubnetManager implements SubnetManager {
   async getNetworkConfig(): Promise<NetConfig | undefined> {
     const fromFile = await readNetConfigFile(this.options.netConfigPath);
     if (fromFile !== undefined) return fromFile;
-    const stored = await this.store.getConfig();
+    const stored = await this.answered(this.store.getConfig());
     return stored === undefined ? undefined : parseNetConfig(stored.text, stored.source);
+  }
+
+  /** Notes whether the store answered a start-up request (start-up retries until it does). */
+  private async answered<T>(request: Promise<T>): Promise<T> {
+    try {
+      const value = await request;
+      this.connected = true;
+      return value;
+    } catch (err) {
+      this.connected = false;
+      throw err;
+    }
   }
 
   async checkConfig(): Promise<void> {
@@ -59,9 +78,10 @@ export class StoreSubnetManager implements SubnetManager {
       log.warn({ err: (err as Error).message }, 'ignoring the previous subnet file');
       return undefined;
     });
-    const lease = await acquireLease(this.store, config, attrs, {
+    const lease = await this.answered(acquireLease(this.store, config, attrs, {
       previous: previous?.subnet, ttlSeconds: this.options.leaseTtlSeconds, log,
-    });
+    }));
+    this.lease = lease;
     log.info({ subnet: formatPrefix(lease.subnet), expires: lease.expiration?.toISOString() }, 'lease acquired');
     return lease;
   }
@@ -72,15 +92,28 @@ export class StoreSubnetManager implements SubnetManager {
       marginSeconds: this.options.renewMarginSeconds,
       log: this.options.log,
       onLost: (err) => onLost(err.message),
+      onRenewed: (renewed) => {
+        this.lease = renewed;
+        this.lastRenewal = new Date();
+        this.connected = true;
+      },
+      onRenewFailed: () => {
+        this.connected = false;
+      },
     });
     keeper.start();
     return keeper;
   }
 
   async watchLeases(own: Lease, handlers: LeaseSetHandlers): Promise<Stoppable> {
-    const watcher = new LeaseWatcher(this.store, { own, log: this.options.log, sink: handlers.sink, onOwnLeaseLost: handlers.onOwnLeaseLost });
+    const watcher = new LeaseWatcher(this.store, {
+      own, log: this.options.log, sink: handlers.sink, onOwnLeaseLost: handlers.onOwnLeaseLost,
+      onStatus: (status) => {
+        this.connected = status === 'connected';
+      },
+    });
     try {
-      await watcher.start();
+      await this.answered(watcher.start());
     } catch (err) {
       await watcher.stop();
       throw err;

@@ -33,6 +33,20 @@ export interface Stoppable {
   stop(): Promise<void>;
 }
 
+/** How the lease store looks from here, for metrics and `weft status`. */
+export interface StoreState {
+  /**
+   * Whether the store answered the last time it was used (the lease watch,
+   * a renewal): false from a failure until the next success. Static peers
+   * have no store: always true.
+   */
+  readonly connected: boolean;
+  /** This host's lease as last acquired or renewed (its expiration), undefined before acquireLease. */
+  readonly lease: Lease | undefined;
+  /** When the lease was last renewed, undefined before the first renewal (and always for a static subnet). */
+  readonly lastRenewal: Date | undefined;
+}
+
 export interface SubnetManager {
   /** For logs: "etcd http://10.0.0.5:2379 /coreos.com/network", "file /var/lib/weft/leases.json", "static". */
   readonly description: string;
@@ -64,6 +78,8 @@ export interface SubnetManager {
   watchLeases(own: Lease, handlers: LeaseSetHandlers): Promise<Stoppable>;
   /** Lease values in the store skipped as unreadable so far (LeaseStore.unreadableValues); 0 for static peers. */
   unreadableLeaseValues(): number;
+  /** The store's connection and this host's lease as of now. */
+  state(): StoreState;
   close(): Promise<void>;
 }
 
