@@ -13,6 +13,9 @@
  *  6. subnet.env last (the CNI plugin acts on it), then ready: /readyz 200 and
  *     READY=1 to the service manager.
  *
+ * `weft status` is answered on --status-socket from step 1 on: while start-up
+ * waits it shows what is known so far.
+ *
  * Every resource is registered as it is created; one shutdown path (signal,
  * lost lease, data-plane failure, start-up error) releases them in reverse.
  * A stop leaves what carries traffic in place (the kernel backends' devices
@@ -23,6 +26,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { Counter, Gauge, Registry } from 'prom-client';
+import { weftVersion } from '../build-info';
 import type { Backend } from '../backend/backend';
 import { chooseBackend } from '../backend/registry';
 import type { UdpAgentOptions } from '../backend/udp/udp-options';
@@ -37,9 +41,12 @@ import { readSubnetEnv, writeSubnetEnv } from '../subnet/subnet-env';
 import type { SubnetManager } from '../subnet/subnet-manager';
 import { createTrafficRules } from '../traffic/traffic-rules';
 import { BlackholeRoute } from './blackhole-route';
+import { DropLog } from './drop-log';
 import { HealthServer } from './health-server';
 import { PeerFeed, type IgnoredReason } from './peer-feed';
 import { ServiceNotifier } from './service-notify';
+import { StatusReport } from './status-report';
+import { StatusServer } from './status-server';
 
 export interface AgentOptions extends SubnetManagerOptions {
   readonly iface: readonly string[];
@@ -55,6 +62,8 @@ export interface AgentOptions extends SubnetManagerOptions {
   readonly ipBlackholeRoute: boolean;
   readonly healthzIp: string;
   readonly healthzPort: number;
+  /** Unix socket `weft status` talks to (root only, 0600); '' = none. */
+  readonly statusSocket: string;
   /** The udp backend's data-plane flags (the other backends ignore them). */
   readonly udp: UdpAgentOptions;
   /** How often the kernel backends re-check their kernel objects (flanneld's host-gw: 10 s). */
@@ -149,7 +158,9 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
   });
 
   const registry = new Registry();
+  const startedAt = new Date();
   let backend: Backend | undefined;
+  let network: NetConfig['network'] | undefined;
   try {
     // --- the lease store (or static peers) and the health server, before anything can wait
     const ledger = await HostLedger.open(opts.stateDir);
@@ -157,7 +168,7 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
     onCleanup('state directory lock', unlock);
     const manager = await openSubnetManager(opts, log);
     onCleanup('subnet manager', () => manager.close());
-    registerAgentMetrics(registry, () => ready, () => backend?.routes().length ?? 0);
+    registerAgentMetrics(registry, () => ready, () => backend?.routes().length ?? 0, manager);
     if (opts.healthzPort > 0) {
       const health = await HealthServer.listen(opts.healthzIp, opts.healthzPort, {
         isReady: () => ready,
@@ -167,11 +178,21 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
       onCleanup('health server', () => health.close());
       log.info({ address: `${opts.healthzIp}:${health.port}` }, 'serving /healthz, /readyz, /metrics and /routes');
     }
+    if (opts.statusSocket !== '') {
+      const report = new StatusReport({
+        version: weftVersion(), startedAt, manager, isReady: () => ready, network: () => network, backend: () => backend,
+      });
+      onCleanup('status report', () => report.close());
+      const status = await StatusServer.listen(opts.statusSocket, report);
+      onCleanup('status socket', () => status.close());
+      log.info({ socket: status.path }, 'serving `weft status`');
+    }
     checkpoint();
 
     // --- wait for the store and the network configuration, as flanneld does
     const retry: StartRetry = { every: opts.startRetryMs ?? START_RETRY_MS, log, notifier, pause, checkpoint, store: manager.description };
     const config = await waitForNetworkConfig(manager, retry);
+    network = config.network;
 
     // --- check everything before the host is touched
     const chosen = chooseBackend(config.backend);
@@ -204,6 +225,9 @@ export async function runAgent(opts: AgentOptions, log: Logger): Promise<number>
     checkpoint();
     await running.start(lease);
     running.registerMetrics(registry);
+    const drops = new DropLog(log, () => running.dataPlane()?.drops ?? null);
+    drops.start();
+    onCleanup('drop log', () => drops.stop());
     checkpoint();
 
     // --- masquerade and forward rules (they stay on stop, as flanneld's do)
@@ -329,7 +353,41 @@ async function untilTheStoreAnswers<T>(what: string, step: () => Promise<T>, ret
   }
 }
 
-function registerAgentMetrics(registry: Registry, isReady: () => boolean, routeCount: () => number): void {
+function registerAgentMetrics(registry: Registry, isReady: () => boolean, routeCount: () => number, manager: SubnetManager): void {
+  new Gauge({
+    name: 'weft_build_info',
+    help: 'Always 1; labels say which weft and Node.js run',
+    labelNames: ['version', 'node_version'],
+    registers: [registry],
+  }).set({ version: weftVersion(), node_version: process.versions.node }, 1);
+  new Gauge({
+    name: 'weft_store_connected',
+    help: 'Whether the lease store answered the last time it was used (watch, renewal): 1 yes, 0 no; always 1 for static peers',
+    registers: [registry],
+    collect() {
+      this.set(manager.state().connected ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'weft_lease_expiry_timestamp_seconds',
+    help: 'When this host\'s lease runs out unless renewed (Unix time); absent for a static subnet and before the lease',
+    registers: [registry],
+    collect() {
+      this.reset();
+      const expires = manager.state().lease?.expiration;
+      if (expires !== undefined) this.set(expires.getTime() / 1000);
+    },
+  });
+  new Gauge({
+    name: 'weft_lease_last_renewal_timestamp_seconds',
+    help: 'When this host\'s lease was last renewed (Unix time); absent before the first renewal',
+    registers: [registry],
+    collect() {
+      this.reset();
+      const at = manager.state().lastRenewal;
+      if (at !== undefined) this.set(at.getTime() / 1000);
+    },
+  });
   new Gauge({
     name: 'weft_ready',
     help: '1 once routes, rules and subnet.env are in place (as /readyz), else 0',

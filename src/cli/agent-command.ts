@@ -7,9 +7,11 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { runAgent, type AgentOptions } from '../agent/agent';
 import { backendTypes } from '../backend/registry';
 import { UDP_AGENT_DEFAULTS } from '../backend/udp/udp-options';
+import { DEFAULT_STATUS_SOCKET } from '../agent/status-server';
+import { weftVersion } from '../build-info';
 import { UsageError } from '../errors';
 import { DEFAULT_STATE_DIR } from '../host/ledger';
-import { createLogger } from '../log';
+import { createLogger, logFormatOption, type LogFormat } from '../log';
 import { validateInterfaceName } from '../net/interfaces';
 import { DEFAULT_ETCD_PREFIX } from '../subnet/etcd-store';
 import { DEFAULT_LEASE_FILE_PATH } from '../subnet/file-store';
@@ -80,7 +82,7 @@ function flannelOption(flags: string, description: string): Option {
 
 /** weft's version (package.json). */
 export function version(): string {
-  return (require('../../../package.json') as { version: string }).version;
+  return weftVersion();
 }
 
 export function addAgentCommand(program: Command): Command {
@@ -134,6 +136,8 @@ export function addAgentCommand(program: Command): Command {
     .addOption(flannelOption('--healthz-ip <ip>', 'address for /healthz, /readyz, /metrics and /routes').default(AGENT_DEFAULTS.healthzIp))
     .addOption(flannelOption('--healthz-port <port>', 'port for /healthz, /readyz, /metrics and /routes (0 = off)')
       .argParser(intIn('--healthz-port', 0, 65535)).default(AGENT_DEFAULTS.healthzPort))
+    .addOption(new Option('--status-socket <path>', 'Unix socket `weft status` asks (root only, mode 0600); give each agent on one machine its own; \'\' = none')
+      .default(DEFAULT_STATUS_SOCKET).env('WEFT_STATUS_SOCKET'))
     .addOption(new Option('--kernel-resync <seconds>', 'vxlan and host-gw: how often the device, routes, neighbour and FDB entries are re-checked and restored')
       .argParser(intIn('--kernel-resync', 1, 3600)).default(10))
     .addOption(new Option('--state-dir <dir>', 'where weft records what it created on this host (for restarts and `weft cleanup`)')
@@ -163,10 +167,13 @@ export function addAgentCommand(program: Command): Command {
       'that host owns. =false is UNSAFE: anyone who can reach the UDP port can then inject packets into pods with any source ' +
       '(flannel\'s udp backend has no such check); turn it off only on an underlay nobody else can reach')
       .argParser(parseBool).default(true).preset(true))
+    .addOption(new Option('--peer-counters [bool]', 'udp backend: count packets, bytes and drops per peer (weft status, weft_peer_* metrics); =false only to measure their cost')
+      .argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--busy-poll-us <microseconds>', 'keep polling this long after handling packets instead of sleeping: lower latency, more CPU (0 = off)')
       .argParser(intIn('--busy-poll-us', 0, 10_000)).default(0))
     .addOption(new Option('-v, --verbosity <level>', 'log verbosity: 0 info, 1 debug, 2 trace (flanneld: -v=N)')
       .argParser(intIn('-v', 0, 10)).default(0).env('FLANNELD_V'))
+    .addOption(logFormatOption())
     .addOption(new Option('--version', 'print the version and exit (as flanneld --version)'));
   for (const name of Object.keys(UNSUPPORTED_FLAGS)) {
     command.addOption(new Option(`--${name} [value]`).hideHelp());
@@ -219,6 +226,7 @@ export function addAgentCommand(program: Command): Command {
       iptablesForwardRules: o['iptablesForwardRules'] as boolean,
       healthzIp: o['healthzIp'] as string,
       healthzPort: o['healthzPort'] as number,
+      statusSocket: o['statusSocket'] as string,
       udp: {
         tunName: o['tunName'] as string,
         workers: o['workers'] as number,
@@ -235,9 +243,10 @@ export function addAgentCommand(program: Command): Command {
         busyPollMicros: o['busyPollUs'] as number,
         icmpPerSecond: UDP_AGENT_DEFAULTS.icmpPerSecond,
         sourceValidation: o['sourceValidation'] as boolean,
+        peerCounters: o['peerCounters'] as boolean,
       },
     };
-    process.exitCode = await runAgent(options, createLogger(o['verbosity'] as number));
+    process.exitCode = await runAgent(options, createLogger(o['verbosity'] as number, 'weft', o['logFormat'] as LogFormat));
   });
   return command;
 }

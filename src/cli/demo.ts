@@ -6,13 +6,14 @@
  * to pod 2 through the overlay; the agents' counters as proof that the
  * traffic crossed weft; then everything removed.
  */
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { WeftError } from '../errors';
 import { Lab, LAB_NETWORK } from '../lab/lab';
-import { LabAgent } from '../lab/lab-agent';
+import { LabAgent, WEFT_BIN } from '../lab/lab-agent';
 import { REFERENCE_CNI_PLUGINS, resultAddress, runCni, WEFT_CNI_BIN } from '../lab/cni-call';
 import { formatIpv4, formatPrefix } from '../net/ipv4';
 import { readSubnetEnv } from '../subnet/subnet-env';
@@ -109,9 +110,13 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     say(`\n-- iperf3 TCP, ${options.seconds} s, pod 1 -> pod 2 --`);
     const server = lab.spawn(pod2, 'iperf3', ['-s', '-1', '-B', p2.ip]);
     await waitForPort(lab, pod2, 5201);
-    const out = await lab.exec(pod1, 'iperf3', ['-c', p2.ip, '-t', String(options.seconds), '-J'], {
+    const running = lab.exec(pod1, 'iperf3', ['-c', p2.ip, '-t', String(options.seconds), '-J'], {
       timeoutMs: (options.seconds + 15) * 1000,
     });
+    // `weft status` as an operator would run it, while the traffic flows (it measures rates over a second)
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const statusText = await weftStatusText((agents[0] as LabAgent).statusSocket);
+    const out = await running;
     server.kill();
     const result = JSON.parse(out) as { end: { sum_received: { bits_per_second: number; bytes: number } } };
     const gbps = result.end.sum_received.bits_per_second / 1e9;
@@ -122,6 +127,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     for (const line of metrics.split('\n')) {
       if (/^weft_(tun_rx_packets|udp_tx_packets|udp_rx_packets|tun_tx_packets)_total /.test(line)) say(`  ${line}`);
     }
+    say(`\n-- weft status, taken while iperf3 ran (host 1's agent, over ${(agents[0] as LabAgent).statusSocket}) --`);
+    say(statusText.trimEnd().split('\n').map((l) => `  ${l}`).join('\n'));
     say('\nOK: pod traffic crossed a weft udp overlay between two hosts.');
     return 0;
   } catch (err) {
@@ -164,4 +171,13 @@ export async function waitForPort(lab: Lab, ns: string, port: number, timeoutMs 
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`nothing listened on port ${port} in ${ns} after ${timeoutMs} ms`);
+}
+
+/** `weft status` for a socket, as text (its error when it fails). */
+function weftStatusText(socket: string): Promise<string> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [WEFT_BIN, 'status', '--socket', socket], { encoding: 'utf8', timeout: 15_000 }, (err, stdout, stderr) => {
+      resolve(err === null ? stdout : `weft status failed: ${stderr || err.message}`);
+    });
+  });
 }

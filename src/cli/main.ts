@@ -4,6 +4,7 @@
  *   weft demo    build a two-host overlay in network namespaces and show traffic crossing it
  *   weft bench   compare weft with plain routing and the kernel's vxlan (bench/harness)
  *   weft cni     install weft's CNI plugin (bin/weft-cni) for container runtimes
+ *   weft status  show the running agent's lease, backend, store and per-peer traffic (--watch refreshes like top)
  *
  * flanneld's flags are written Go-style (`-iface=eth0`, `--iface eth0`,
  * `-v=2`); all of those forms are accepted.
@@ -12,11 +13,12 @@ import { Command, Option } from 'commander';
 import { cleanupHost } from '../agent/host-cleanup';
 import { WeftError } from '../errors';
 import { DEFAULT_STATE_DIR } from '../host/ledger';
-import { createLogger } from '../log';
+import { createLogger, logFormatOption, type LogFormat } from '../log';
 import { addAgentCommand, intIn } from './agent-command';
 import { addBenchCommand } from '../../bench';
 import { runDemo } from './demo';
 import { addCniCommand } from './cni-command';
+import { addStatusCommand } from './status-command';
 
 /** Long option names of every subcommand (without dashes), for normalizeArgv. */
 function knownLongOptions(program: Command = buildProgram()): Set<string> {
@@ -29,7 +31,7 @@ function knownLongOptions(program: Command = buildProgram()): Set<string> {
   return names;
 }
 
-const SUBCOMMANDS = new Set(['agent', 'cleanup', 'demo', 'bench', 'cni']);
+const SUBCOMMANDS = new Set(['agent', 'cleanup', 'demo', 'bench', 'cni', 'status']);
 
 /**
  * Go's flag package takes `-name=value` and `-name value` with one dash;
@@ -94,8 +96,9 @@ export function buildProgram(): Command {
     )
     .addOption(new Option('--state-dir <dir>', 'the agent\'s --state-dir').default(DEFAULT_STATE_DIR).env('WEFT_STATE_DIR'))
     .addOption(new Option('-v, --verbosity <level>', 'log verbosity: 0 info, 1 debug').argParser(intIn('-v', 0, 10)).default(0))
-    .action(async (o: { stateDir: string; verbosity: number }) => {
-      const r = await cleanupHost(o.stateDir, createLogger(o.verbosity));
+    .addOption(logFormatOption())
+    .action(async (o: { stateDir: string; verbosity: number; logFormat: LogFormat }) => {
+      const r = await cleanupHost(o.stateDir, createLogger(o.verbosity, 'weft', o.logFormat));
       process.stdout.write(`weft cleanup: removed ${r.routes} route(s), ${r.links.length} device(s)${r.links.length > 0 ? ` (${r.links.join(', ')})` : ''}, ` +
         `${r.files.length} file(s); traffic rules weft added are gone\n`);
     });
@@ -116,6 +119,8 @@ export function buildProgram(): Command {
   addBenchCommand(program);
 
   addCniCommand(program);
+
+  addStatusCommand(program);
 
   return program;
 }

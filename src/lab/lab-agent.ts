@@ -29,12 +29,15 @@ export class LabAgent {
 
   /** The agent's --state-dir (its host ledger), for `weft cleanup`. */
   readonly stateDir: string;
+  /** The agent's --status-socket, for `weft status` ('' when turned off). */
+  readonly statusSocket: string;
 
   /**
    * Starts `weft agent args...` in namespace `ns`. Files an agent would write
    * on the host default to the lab's own directory: --subnet-file
-   * (<dir>/<ns>.subnet.env), --state-dir (<dir>/<ns>.state) and, without etcd,
-   * --lease-file (<dir>/leases.json, shared by the lab's agents).
+   * (<dir>/<ns>.subnet.env), --state-dir (<dir>/<ns>.state), --status-socket
+   * (<dir>/<ns>.sock) and, without etcd, --lease-file (<dir>/leases.json,
+   * shared by the lab's agents).
    */
   constructor(lab: Lab, ns: string, args: readonly string[], env?: NodeJS.ProcessEnv) {
     this.ns = ns;
@@ -45,6 +48,9 @@ export class LabAgent {
     const state = args.indexOf('--state-dir');
     this.stateDir = state >= 0 ? (args[state + 1] as string) : path.join(lab.dir, `${ns}.state`);
     if (state < 0) extra.push('--state-dir', this.stateDir);
+    const socket = args.indexOf('--status-socket');
+    this.statusSocket = socket >= 0 ? (args[socket + 1] as string) : path.join(lab.dir, `${ns}.sock`);
+    if (socket < 0) extra.push('--status-socket', this.statusSocket);
     if (!args.includes('--lease-file') && !args.includes('--etcd-endpoints')) extra.push('--lease-file', path.join(lab.dir, 'leases.json'));
     this.child = lab.spawn(ns, process.execPath, [WEFT_BIN, 'agent', ...args, ...extra], env);
     let buffered = '';

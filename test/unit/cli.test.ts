@@ -82,9 +82,9 @@ describe('buildProgram', () => {
       '--lease-file', '--subnet-lease-renew-margin', '--subnet-lease-ttl', '--subnet-file',
       '--subnet', '--peer', '--peers-file',
       '--ip-masq', '--ip-masq-fully-random-disable', '--ip-blackhole-route', '--iptables-resync', '--iptables-forward-rules',
-      '--healthz-ip', '--healthz-port', '--kernel-resync', '--state-dir',
+      '--healthz-ip', '--healthz-port', '--status-socket', '--kernel-resync', '--state-dir',
       '--tun-name', '--workers', '--batch-size', '--tun-offload', '--udp-gso', '--udp-gro', '--tun-coalesce',
-      '--tun-coalesce-udp', '--tun-txqueuelen', '--socket-buffer', '--source-validation', '--busy-poll-us', '--verbosity', '--version',
+      '--tun-coalesce-udp', '--tun-txqueuelen', '--socket-buffer', '--source-validation', '--peer-counters', '--busy-poll-us', '--verbosity', '--log-format', '--version',
     ]);
     const help = agent.helpInformation();
     for (const option of agent.options.filter((o) => !o.hidden)) {
@@ -137,7 +137,8 @@ function weftWithEnv(extraEnv: NodeJS.ProcessEnv, ...args: string[]): Run {
 const SAFE_DIR = path.join(tmpdir(), `weft-cli-safe-${process.pid}`);
 /** Files in the test's directory and an interface that does not exist: resolved before anything is created. */
 const BACKSTOP = ['--iface', 'weft-nonexistent0', '--lease-file', path.join(SAFE_DIR, 'leases.json'),
-  '--subnet-file', path.join(SAFE_DIR, 'subnet.env'), '--state-dir', path.join(SAFE_DIR, 'state'), '--tun-name', 'weft-cli-test'];
+  '--subnet-file', path.join(SAFE_DIR, 'subnet.env'), '--state-dir', path.join(SAFE_DIR, 'state'), '--tun-name', 'weft-cli-test',
+  '--status-socket', path.join(SAFE_DIR, 'status.sock')];
 
 /** The line the CLI prints for an error (the agent may have logged JSON lines before it). */
 function errorLines(r: Run): string[] {
