@@ -294,10 +294,10 @@ static int32_t *get_send_results(napi_env env, size_t argc, napi_value *argv, si
   return per;
 }
 
-/* udpSendVnetBatch(fd, slab, offsets, lens, addrs, ports, count, useGso, io, perPacket?) -> datagrams sent */
+/* udpSendVnetBatch(fd, slab, offsets, lens, addrs, ports, count, flags: SEND_* bits or a boolean (SEND_GSO), io, perPacket?) -> datagrams sent */
 static napi_value udp_send_vnet_batch(napi_env env, napi_callback_info info) {
-  int32_t fd, count;
-  bool use_gso;
+  int32_t fd, count, flags = 0;
+  bool use_gso = false;
   size_t slab_len, off_len, lens_len, addrs_len, ports_len, io_len;
   struct weft_io io = {0, 0, 0, 0, 0, 0};
   int per_ok;
@@ -309,7 +309,8 @@ static napi_value udp_send_vnet_batch(napi_env env, napi_callback_info info) {
   uint16_t *ports = get_typed(env, argv[5], napi_uint16_array, &ports_len);
   uint32_t *io_out = get_typed(env, argv[8], napi_uint32_array, &io_len);
   if (!get_i32(env, argv[0], &fd) || !get_i32(env, argv[6], &count) ||
-      napi_get_value_bool(env, argv[7], &use_gso) != napi_ok || slab == NULL || offsets == NULL ||
+      (napi_get_value_int32(env, argv[7], &flags) != napi_ok &&
+       napi_get_value_bool(env, argv[7], &use_gso) != napi_ok) || slab == NULL || offsets == NULL ||
       lens == NULL || addrs == NULL || ports == NULL || io_out == NULL || io_len < 6)
     return throw_arg(env, "udpSendVnetBatch(fd, slab, offsets, lens, addrs, ports, count, useGso, io): bad argument types");
   if (count < 0 || (size_t)count > off_len || (size_t)count > lens_len || (size_t)count > addrs_len ||
@@ -317,7 +318,8 @@ static napi_value udp_send_vnet_batch(napi_env env, napi_callback_info info) {
     return throw_arg(env, "udpSendVnetBatch: a packet lies outside the slab");
   int32_t *per = get_send_results(env, argc, argv, 9, count, &per_ok);
   if (!per_ok) return throw_arg(env, "udpSendVnetBatch: perPacket must be null or an Int32Array of 3 * count elements");
-  int n = weft_udp_send_vnet_batch(fd, slab, offsets, lens, addrs, ports, count, use_gso, per,
+  if (napi_get_value_int32(env, argv[7], &flags) != napi_ok) flags = use_gso ? WEFT_SEND_GSO : 0;
+  int n = weft_udp_send_vnet_batch(fd, slab, offsets, lens, addrs, ports, count, flags, per,
                                    &instance(env)->scratch, &io);
   report_io(io_out, &io);
   return make_u32(env, (uint32_t)n);
@@ -777,5 +779,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   set_u32(env, exports, "TUN_F_USO6", WEFT_TUN_F_USO6);
   set_u32(env, exports, "GRO_TCP", WEFT_GRO_TCP);
   set_u32(env, exports, "GRO_UDP", WEFT_GRO_UDP);
+  set_u32(env, exports, "SEND_GSO", WEFT_SEND_GSO);
+  set_u32(env, exports, "SEND_PACK_RUNS", WEFT_SEND_PACK_RUNS);
   return exports;
 }

@@ -233,21 +233,23 @@ int weft_udp_send_batch(int fd, const uint8_t *slab, const int32_t *offsets,
 }
 
 /*
- * Sends the header/payload iovec pairs of one UDP_SEGMENT message as separate
- * datagrams. Returns 0, or -1 when the call's send budget ran out (the
- * datagrams not sent are counted in io->failed).
+ * Sends the segments of one UDP_SEGMENT message as separate datagrams: the
+ * header/payload iovec pairs of a split super-packet, or the packets of a run
+ * (one iovec each; segment k is input src + k). Returns 0, or -1 when the
+ * call's send budget ran out (the datagrams not sent are counted in io->failed).
  */
-static int send_singly(int fd, const struct mmsghdr *gso, int src, int32_t *per, struct send_budget *budget,
+static int send_singly(int fd, const struct mmsghdr *gso, int src, int run, int32_t *per, struct send_budget *budget,
                        struct weft_io *io) {
   struct mmsghdr one[WEFT_UDP_GSO_MAX_SEGS];
   const struct msghdr *g = &gso->msg_hdr;
-  int n = (int)(g->msg_iovlen / 2);
+  int per_seg = run ? 1 : 2;
+  int n = (int)(g->msg_iovlen / (size_t)per_seg);
   for (int k = 0; k < n; k++) {
     memset(&one[k].msg_hdr, 0, sizeof(one[k].msg_hdr));
     one[k].msg_hdr.msg_name = g->msg_name;
     one[k].msg_hdr.msg_namelen = g->msg_namelen;
-    one[k].msg_hdr.msg_iov = g->msg_iov + 2 * k;
-    one[k].msg_hdr.msg_iovlen = 2;
+    one[k].msg_hdr.msg_iov = g->msg_iov + per_seg * k;
+    one[k].msg_hdr.msg_iovlen = (size_t)per_seg;
   }
   int done = 0;
   while (done < n) {
@@ -256,7 +258,7 @@ static int send_singly(int fd, const struct mmsghdr *gso, int src, int32_t *per,
     if (r > 0) {
       for (int i = done; i < done + r; i++) {
         io->bytes += one[i].msg_len;
-        per_sent(per, src, 1, one[i].msg_len);
+        per_sent(per, run ? src + i : src, 1, one[i].msg_len);
       }
       io->units += (uint32_t)r;
       done += r;
@@ -270,13 +272,13 @@ static int send_singly(int fd, const struct mmsghdr *gso, int src, int32_t *per,
       if (a == STALL_RETRY) continue;
       if (a == STALL_GIVE_UP) {
         io->failed += (uint32_t)(n - done);
-        per_failed(per, src, (uint32_t)(n - done));
+        for (int i = done; i < n; i++) per_failed(per, run ? src + i : src, 1);
         io->last_errno = err;
         return -1;
       }
     }
     io->failed++;
-    per_failed(per, src, 1);
+    per_failed(per, run ? src + done : src, 1);
     io->last_errno = err;
     done++;
   }
@@ -287,6 +289,22 @@ static int send_singly(int fd, const struct mmsghdr *gso, int src, int32_t *per,
  * Sends msgs[0..nmsg) with sendmmsg, skipping refused ones; counts in datagram
  * units. When the send budget runs out, the rest is counted failed.
  */
+/* Message k's datagrams were all sent (sent) or all refused: per-packet results. */
+static void per_msg(const struct weft_scratch *s, int k, int sent, int32_t *per) {
+  if (per == NULL) return;
+  const struct msghdr *m = &s->msgs[k].msg_hdr;
+  if (s->msg_run[k]) {
+    for (size_t j = 0; j < m->msg_iovlen; j++) {
+      if (sent) per_sent(per, s->msg_src[k] + (int)j, 1, (uint32_t)m->msg_iov[j].iov_len);
+      else per_failed(per, s->msg_src[k] + (int)j, 1);
+    }
+  } else if (sent) {
+    per_sent(per, s->msg_src[k], s->msg_units[k], s->msgs[k].msg_len);
+  } else {
+    per_failed(per, s->msg_src[k], s->msg_units[k]);
+  }
+}
+
 static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, int32_t *per, struct send_budget *budget,
                       struct weft_io *io) {
   int done = 0;
@@ -297,7 +315,7 @@ static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, int32_t *per, s
       for (int i = done; i < done + r; i++) {
         io->bytes += s->msgs[i].msg_len;
         io->units += s->msg_units[i];
-        per_sent(per, s->msg_src[i], s->msg_units[i], s->msgs[i].msg_len);
+        per_msg(s, i, 1, per);
       }
       done += r;
       budget->fruitless = 0;
@@ -311,7 +329,7 @@ static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, int32_t *per, s
       if (a == STALL_GIVE_UP) {
         for (int i = done; i < nmsg; i++) {
           io->failed += s->msg_units[i];
-          per_failed(per, s->msg_src[i], s->msg_units[i]);
+          per_msg(s, i, 0, per);
         }
         io->last_errno = err;
         return;
@@ -320,10 +338,10 @@ static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, int32_t *per, s
     } else if (s->msg_units[done] > 1 && (err == EMSGSIZE || err == EINVAL || err == EIO)) {
       /* the kernel refused UDP_SEGMENT for this path (MTU below the segment, IPsec, no
          checksum offload): the same datagrams still go, one by one */
-      if (send_singly(fd, &s->msgs[done], s->msg_src[done], per, budget, io) < 0) {
+      if (send_singly(fd, &s->msgs[done], s->msg_src[done], s->msg_run[done], per, budget, io) < 0) {
         for (int i = done + 1; i < nmsg; i++) {
           io->failed += s->msg_units[i];
-          per_failed(per, s->msg_src[i], s->msg_units[i]);
+          per_msg(s, i, 0, per);
         }
         return;
       }
@@ -331,10 +349,22 @@ static void flush_msgs(int fd, struct weft_scratch *s, int nmsg, int32_t *per, s
       continue;
     }
     io->failed += s->msg_units[done];
-    per_failed(per, s->msg_src[done], s->msg_units[done]);
+    per_msg(s, done, 0, per);
     io->last_errno = err;
     done++;
   }
+}
+
+/* Gives message k a UDP_SEGMENT control message: its datagrams are gso_size bytes (the last may be shorter). */
+static void set_segment(struct weft_scratch *s, int k, uint16_t gso_size) {
+  struct msghdr *m = &s->msgs[k].msg_hdr;
+  m->msg_control = s->ctrl[k].buf;
+  m->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+  struct cmsghdr *c = CMSG_FIRSTHDR(m);
+  c->cmsg_level = SOL_UDP;
+  c->cmsg_type = UDP_SEGMENT;
+  c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  memcpy(CMSG_DATA(c), &gso_size, sizeof(gso_size));
 }
 
 /* Appends one message of `niov` iovecs (already in s->iov from `iov0`) to the batch. */
@@ -350,23 +380,24 @@ static void add_msg(struct weft_scratch *s, int k, int iov0, int niov, uint32_t 
   m->msg_namelen = sizeof(s->addrs[k]);
   m->msg_iov = &s->iov[iov0];
   m->msg_iovlen = (size_t)niov;
-  if (gso_size > 0) {
-    m->msg_control = s->ctrl[k].buf;
-    m->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-    struct cmsghdr *c = CMSG_FIRSTHDR(m);
-    c->cmsg_level = SOL_UDP;
-    c->cmsg_type = UDP_SEGMENT;
-    c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-    memcpy(CMSG_DATA(c), &gso_size, sizeof(gso_size));
-  }
+  if (gso_size > 0) set_segment(s, k, gso_size);
   s->msg_units[k] = units;
   s->msg_src[k] = src;
+  s->msg_run[k] = 0;
 }
 
 int weft_udp_send_vnet_batch(int fd, uint8_t *slab, const int32_t *offsets, const int32_t *lens,
-                             const uint32_t *addrs, const uint16_t *ports, int count, int use_gso,
+                             const uint32_t *addrs, const uint16_t *ports, int count, int flags,
                              int32_t *per, struct weft_scratch *s, struct weft_io *io) {
   int nmsg = 0, niov = 0, nhdr = 0;
+  int use_gso = flags & WEFT_SEND_GSO;
+  /* the run the next whole packet may join: the last message, while it is one (see the header) */
+  struct {
+    int open;
+    int next;      /* the input index that may join it */
+    size_t size;   /* its datagram size */
+    size_t bytes;  /* its payload so far */
+  } run = {0, 0, 0, 0};
   if (per != NULL) memset(per, 0, sizeof(*per) * WEFT_SEND_RESULT_FIELDS * (size_t)count);
   uint32_t before = io->units;
   /* one budget for the whole call: a flush that ran out leaves the next ones one try each */
@@ -386,6 +417,21 @@ int weft_udp_send_vnet_batch(int fd, uint8_t *slab, const int32_t *offsets, cons
         io->malformed++;
         continue;
       }
+      if (run.open && run.next == i && niov + 1 <= WEFT_MAX_IOV && len <= run.size &&
+          s->msg_units[nmsg - 1] < WEFT_UDP_GSO_MAX_SEGS && run.bytes + len <= WEFT_UDP_GSO_MAX_BYTES &&
+          s->addrs[nmsg - 1].sin_addr.s_addr == htonl(addrs[i]) && s->addrs[nmsg - 1].sin_port == htons(ports[i])) {
+        int k = nmsg - 1;
+        s->iov[niov].iov_base = pkt;
+        s->iov[niov].iov_len = len;
+        niov += 1;
+        s->msgs[k].msg_hdr.msg_iovlen++;
+        if (s->msg_units[k]++ == 1) set_segment(s, k, (uint16_t)run.size);
+        s->msg_run[k] = 1;
+        run.bytes += len;
+        run.next = i + 1;
+        run.open = len == run.size; /* a shorter datagram can only be the last */
+        continue;
+      }
       if (nmsg + 1 > WEFT_MAX_BATCH || niov + 1 > WEFT_MAX_IOV) {
         flush_msgs(fd, s, nmsg, per, &budget, io);
         nmsg = niov = nhdr = 0;
@@ -393,9 +439,15 @@ int weft_udp_send_vnet_batch(int fd, uint8_t *slab, const int32_t *offsets, cons
       s->iov[niov].iov_base = pkt;
       s->iov[niov].iov_len = len;
       add_msg(s, nmsg++, niov, 1, addrs[i], ports[i], 0, 1, i);
+      s->msg_run[nmsg - 1] = 1;
       niov += 1;
+      run.open = (flags & WEFT_SEND_PACK_RUNS) && len <= 0xffff;
+      run.next = i + 1;
+      run.size = len;
+      run.bytes = len;
       continue;
     }
+    run.open = 0;
     /* a super-packet: make room for its worst case first */
     if (nhdr + WEFT_GSO_MAX_SEGS > WEFT_MAX_HDRS || niov + 2 * WEFT_GSO_MAX_SEGS > WEFT_MAX_IOV ||
         nmsg + WEFT_GSO_MAX_SEGS > WEFT_MAX_BATCH) {

@@ -63,6 +63,9 @@ struct weft_scratch {
   } ctrl[WEFT_MAX_BATCH];
   uint32_t msg_units[WEFT_MAX_BATCH];
   int32_t msg_src[WEFT_MAX_BATCH]; /* which input packet a message carries (per-packet results) */
+  /* 1: the message is a run of whole input packets, segment k = input msg_src + k, one iovec
+     each; 0: the segments of one split input, a header and a payload iovec each */
+  uint8_t msg_run[WEFT_MAX_BATCH];
   struct iovec iov[WEFT_MAX_IOV];
   uint8_t hdrs[WEFT_MAX_HDRS * WEFT_SEG_HDR_MAX];
   struct weft_seg segs[WEFT_GSO_MAX_SEGS];
@@ -136,17 +139,25 @@ int weft_udp_gso_supported(int fd);
  */
 #define WEFT_SEND_RESULT_FIELDS 3
 
+/* weft_udp_send_vnet_batch's flags */
+#define WEFT_SEND_GSO 0x1      /* a split super-packet leaves as UDP_SEGMENT messages */
+#define WEFT_SEND_PACK_RUNS 0x2 /* consecutive equal-size packets to one peer leave as one UDP_SEGMENT message */
+
 /*
  * Sends packets read from a TUN with a virtio-net header: packet i is
  * slab + offsets[i] (vnet header first), lens[i] bytes, to addrs[i]:ports[i].
  * Partial checksums are completed; TCP/UDP super-packets are split into
- * wire-sized packets (one datagram each), sent with UDP_SEGMENT when use_gso
- * is set, else as separate datagrams of the same sendmmsg. io->units counts
+ * wire-sized packets (one datagram each), sent with UDP_SEGMENT when
+ * WEFT_SEND_GSO is set, else as separate datagrams of the same sendmmsg.
+ * With WEFT_SEND_PACK_RUNS, a run of whole packets next to each other in the
+ * batch, to the same address and port, of one size (the last may be
+ * shorter), goes as one UDP_SEGMENT message: still one packet per datagram
+ * on the wire, one pass through the stack for all of them. io->units counts
  * datagrams sent, io->failed datagrams refused, io->malformed packets that
  * could not be split. Returns datagrams sent.
  */
 int weft_udp_send_vnet_batch(int fd, uint8_t *slab, const int32_t *offsets, const int32_t *lens,
-                             const uint32_t *addrs, const uint16_t *ports, int count, int use_gso,
+                             const uint32_t *addrs, const uint16_t *ports, int count, int flags,
                              int32_t *per, struct weft_scratch *s, struct weft_io *io);
 
 /*

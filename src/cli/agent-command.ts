@@ -154,6 +154,8 @@ export function addAgentCommand(program: Command): Command {
     .addOption(new Option('--tun-offload [bool]', 'virtio-net header with checksum/TSO offload on the TUN: reads 64 KiB TCP super-packets, split in userspace')
       .argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--udp-gso [bool]', 'send a split super-packet with one UDP_SEGMENT system call').argParser(parseBool).default(true).preset(true))
+    .addOption(new Option('--udp-gso-runs [bool]', 'send a run of equal-size packets to one peer with one UDP_SEGMENT system call (still one packet per datagram; needs --udp-gso)')
+      .argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--udp-gro [bool]', 'receive many datagrams per message with UDP_GRO').argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--tun-coalesce [bool]', 'merge consecutive TCP segments of a flow into one TUN write').argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--tun-coalesce-udp [bool]', 'merge consecutive UDP datagrams of a flow into one TUN write (kernel >= 6.2)')
@@ -234,6 +236,7 @@ export function addAgentCommand(program: Command): Command {
         offloads: {
           tunOffload: o['tunOffload'] as boolean,
           udpGso: o['udpGso'] as boolean,
+          udpGsoRuns: o['udpGsoRuns'] as boolean,
           udpGro: o['udpGro'] as boolean,
           coalesceTcp: o['tunCoalesce'] as boolean,
           coalesceUdp: o['tunCoalesceUdp'] as boolean,

@@ -47,6 +47,9 @@ export interface NativeBinding {
   readonly TUN_F_USO6: number;
   readonly GRO_TCP: number;
   readonly GRO_UDP: number;
+  /** udpSendVnetBatch flags (native/src/weft.h). */
+  readonly SEND_GSO: number;
+  readonly SEND_PACK_RUNS: number;
 
   /** Opens or creates a TUN device (IFF_TUN|IFF_NO_PI plus flags). Non-blocking fd. */
   tunOpen(name: string, flags: number): TunHandle;
@@ -75,13 +78,15 @@ export interface NativeBinding {
   /**
    * Sends packets read from a TUN opened with a virtio-net header (each packet
    * starts with it): completes partial checksums, splits TCP/UDP super-packets
-   * into wire-sized packets (one per datagram), with UDP_SEGMENT when useGso.
-   * Returns datagrams sent; io[4] too, io[5] = packets that could not be split.
+   * into wire-sized packets (one per datagram). flags: SEND_GSO sends a split
+   * super-packet with UDP_SEGMENT; SEND_PACK_RUNS sends a run of equal-size
+   * packets next to each other, to one peer, as one UDP_SEGMENT message (still
+   * one packet per datagram); `true` means SEND_GSO. Returns datagrams sent; io[4] too, io[5] = packets that could not be split.
    * perPacket (optional, 3 * count elements): see SEND_RESULT_FIELDS.
    */
   udpSendVnetBatch(
     fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array,
-    addrs: Uint32Array, ports: Uint16Array, count: number, useGso: boolean, io: Uint32Array,
+    addrs: Uint32Array, ports: Uint16Array, count: number, flags: number | boolean, io: Uint32Array,
     perPacket?: Int32Array | null,
   ): number;
   /**

@@ -71,6 +71,8 @@ export interface OffloadOptions {
   readonly vnetHdr: boolean;
   /** Send split super-packets with UDP_SEGMENT (one system call per super-packet). */
   readonly udpGso: boolean;
+  /** Send runs of equal-size packets to one peer as one UDP_SEGMENT message (needs vnetHdr and udpGso). */
+  readonly packRuns?: boolean;
   /** The socket has UDP_GRO: a received message may hold many datagrams. */
   readonly udpGro: boolean;
   /** GRO_TCP | GRO_UDP: merge consecutive segments of a flow into one TUN write (needs vnetHdr). */
@@ -78,6 +80,10 @@ export interface OffloadOptions {
 }
 
 export const NO_OFFLOADS: OffloadOptions = { vnetHdr: false, udpGso: false, udpGro: false, groFlags: 0 };
+
+/** udpSendVnetBatch's flag bits (native/src/weft.h WEFT_SEND_*), here so the loop needs no addon to be built. */
+const SEND_GSO = 0x1;
+const SEND_PACK_RUNS = 0x2;
 
 /** At most this many datagrams arrive in one UDP_GRO message (the kernel's UDP_GRO_CNT_MAX). */
 const DATAGRAMS_PER_MESSAGE = 64;
@@ -138,6 +144,8 @@ export class Forwarder {
   private readonly off: OffloadOptions;
   private readonly writeCapacity: number;
   private readonly segs: Int32Array | null;
+  /** udpSendVnetBatch's flags (SEND_GSO, SEND_PACK_RUNS) */
+  private readonly sendFlags: number;
 
   // encap state
   private readonly tunSlab: Buffer;
@@ -188,6 +196,7 @@ export class Forwarder {
     // a full list is flushed mid-batch, so the cap only bounds one write call
     this.writeCapacity = Math.min(this.off.udpGro ? n * DATAGRAMS_PER_MESSAGE : n, io.MAX_WRITE);
     this.segs = this.off.udpGro ? new Int32Array(n) : null;
+    this.sendFlags = (this.off.udpGso ? SEND_GSO : 0) | (this.off.udpGso && this.off.packRuns === true ? SEND_PACK_RUNS : 0);
 
     this.tunSlab = Buffer.alloc(n * options.tunSlotSize);
     this.tunLens = new Int32Array(n);
@@ -299,7 +308,7 @@ export class Forwarder {
       if (out > 0) {
         const per = pc === null ? null : this.sendResults;
         if (vnet) {
-          io.udpSendVnetBatch(udpFd, slab, this.sendOffsets, this.sendLens, this.sendAddrs, this.sendPorts, out, this.off.udpGso, res, per);
+          io.udpSendVnetBatch(udpFd, slab, this.sendOffsets, this.sendLens, this.sendAddrs, this.sendPorts, out, this.sendFlags, res, per);
           c[Counter.UdpTxPackets] += res[4] as number;
           c[Counter.DropSplitFailed] += res[5] as number;
         } else {

@@ -15,6 +15,10 @@ interface Checks {
   truncated: number;
   spinOnError: number;
   stalePollStop: number;
+  packedRuns: {
+    runs: { received: Record<string, string[]>; sent: number; syscalls: number; failed: number; perPacket: number[][] };
+    refused: { received: Record<string, string[]>; sent: number; syscalls: number; failed: number; perPacket: number[][] };
+  };
   error?: string;
 }
 
@@ -49,5 +53,24 @@ describe('native addon edge cases in a namespace', { skip }, () => {
 
   test('stopping stale watcher handles leaves newer watchers running', () => {
     assert.equal(checks.stalePollStop, 10);
+  });
+
+  test('runs of equal-size packets to one peer leave as one UDP_SEGMENT message each, and arrive as the same datagrams', () => {
+    const { runs } = checks.packedRuns;
+    assert.equal(runs.sent, 12);
+    assert.equal(runs.failed, 0);
+    assert.equal(runs.syscalls, 1, 'three messages, one sendmmsg');
+    // a plain socket (no UDP_GRO) gets one datagram per packet, in order, each the packet it was
+    assert.deepEqual(runs.received['9300'], ['200:1', '200:2', '200:3', '200:4', '200:5', '200:6', '150:7', '200:11', '200:12']);
+    assert.deepEqual(runs.received['9301'], ['200:8', '200:9', '200:10']);
+    assert.deepEqual(runs.perPacket, [...Array.from({ length: 6 }, () => [1, 200, 0]), [1, 150, 0], ...Array.from({ length: 5 }, () => [1, 200, 0])]);
+  });
+
+  test('a run the path refuses as one message still delivers every packet, one by one', () => {
+    const { refused } = checks.packedRuns;
+    assert.equal(refused.sent, 4);
+    assert.equal(refused.failed, 0);
+    assert.deepEqual(refused.received['9302'], ['1300:1', '1300:2', '1300:3', '1300:4']);
+    assert.deepEqual(refused.perPacket, Array.from({ length: 4 }, () => [1, 1300, 0]));
   });
 });

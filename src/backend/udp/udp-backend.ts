@@ -193,7 +193,8 @@ export class UdpBackend implements Backend {
       log.info('TUN coalescing needs --tun-offload; it is off');
     }
     const groFlags = vnetHdr ? (want.coalesceTcp ? n.GRO_TCP : 0) | (uso ? n.GRO_UDP : 0) : 0;
-    return { vnetHdr, udpGso, udpGro, groFlags };
+    const packRuns = udpGso && want.udpGsoRuns === true;
+    return { vnetHdr, udpGso, udpGro, groFlags, packRuns };
   }
 
   /** Every lease: flanneld's udp data plane routes whatever it sees. */

@@ -40,6 +40,7 @@ export function offloadNames(o: OffloadOptions): Record<string, boolean> {
   return {
     tun_vnet_hdr: o.vnetHdr,
     udp_gso: o.udpGso,
+    udp_gso_runs: o.packRuns === true,
     udp_gro: o.udpGro,
     tun_coalesce_tcp: (o.groFlags & GRO_TCP) !== 0,
     tun_coalesce_udp: (o.groFlags & GRO_UDP) !== 0,

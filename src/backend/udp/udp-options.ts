@@ -12,6 +12,8 @@ export interface RequestedOffloads {
   readonly udpGso: boolean;
   /** UDP_GRO: many datagrams per received message. */
   readonly udpGro: boolean;
+  /** Runs of equal-size packets to one peer leave as one UDP_SEGMENT message (needs tunOffload and udpGso). */
+  readonly udpGsoRuns?: boolean;
   /** Merge consecutive TCP segments of a flow into one TUN write (needs tunOffload). */
   readonly coalesceTcp: boolean;
   /** Merge consecutive UDP datagrams of a flow into one TUN write (needs tunOffload and TUN USO, kernel >= 6.2). */
@@ -49,7 +51,7 @@ export const DEFAULT_SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_ICMP_PER_SECOND = 1000;
 
 export const ALL_OFFLOADS: RequestedOffloads = Object.freeze({
-  tunOffload: true, udpGso: true, udpGro: true, coalesceTcp: true, coalesceUdp: true,
+  tunOffload: true, udpGso: true, udpGro: true, coalesceTcp: true, coalesceUdp: true, udpGsoRuns: true,
 });
 
 export const UDP_AGENT_DEFAULTS: UdpAgentOptions = Object.freeze({
