@@ -360,6 +360,28 @@ static napi_value udp_set_gro(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* udpRejectZeroChecksum(fd): see weft_udp_reject_zero_csum */
+static napi_value udp_reject_zero_checksum(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  GET_ARGS(1);
+  if (!get_i32(env, argv[0], &fd)) return throw_arg(env, "udpRejectZeroChecksum(fd): bad arguments");
+  int r = weft_udp_reject_zero_csum(fd);
+  if (r < 0) return throw_errno(env, "setsockopt(SO_ATTACH_FILTER)", -r);
+  return NULL;
+}
+
+/* udpSocketDrops(fd) -> number */
+static napi_value udp_socket_drops(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  napi_value out;
+  GET_ARGS(1);
+  if (!get_i32(env, argv[0], &fd)) return throw_arg(env, "udpSocketDrops(fd): bad arguments");
+  int64_t n = weft_udp_socket_drops(fd);
+  if (n < 0) return throw_errno(env, "getsockopt(SO_MEMINFO)", (int)-n);
+  napi_create_double(env, (double)n, &out);
+  return out;
+}
+
 /* udpGsoSupported(fd) -> boolean */
 static napi_value udp_gso_supported(napi_env env, napi_callback_info info) {
   int32_t fd;
@@ -756,6 +778,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"tunWritePackets", NULL, tun_write_packets, NULL, NULL, NULL, napi_default, NULL},
       {"udpSetGro", NULL, udp_set_gro, NULL, NULL, NULL, napi_default, NULL},
       {"udpGsoSupported", NULL, udp_gso_supported, NULL, NULL, NULL, napi_default, NULL},
+      {"udpRejectZeroChecksum", NULL, udp_reject_zero_checksum, NULL, NULL, NULL, napi_default, NULL},
+      {"udpSocketDrops", NULL, udp_socket_drops, NULL, NULL, NULL, napi_default, NULL},
       {"gsoSplit", NULL, gso_split, NULL, NULL, NULL, napi_default, NULL},
       {"groCoalesce", NULL, gro_coalesce, NULL, NULL, NULL, napi_default, NULL},
       {"csumComplete", NULL, csum_complete, NULL, NULL, NULL, napi_default, NULL},
@@ -779,6 +803,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   set_u32(env, exports, "TUN_F_USO6", WEFT_TUN_F_USO6);
   set_u32(env, exports, "GRO_TCP", WEFT_GRO_TCP);
   set_u32(env, exports, "GRO_UDP", WEFT_GRO_UDP);
+  set_u32(env, exports, "GRO_TRUST_L4_CSUM", WEFT_GRO_TRUST_L4_CSUM);
   set_u32(env, exports, "SEND_GSO", WEFT_SEND_GSO);
   set_u32(env, exports, "SEND_PACK_RUNS", WEFT_SEND_PACK_RUNS);
   return exports;

@@ -34,7 +34,9 @@ static int mergeable(const uint8_t *p, int32_t len, int flags, uint8_t *proto, s
   }
   *payload = (size_t)len - 20 - *l4hdr;
   if (*payload == 0) return 0;
-  /* only segments whose checksum is right are merged: merging recomputes it */
+  /* only segments whose checksum is right are merged: merging recomputes it (unless the
+     outer checksum the kernel verified covers every byte already) */
+  if (flags & WEFT_GRO_TRUST_L4_CSUM) return 1;
   uint64_t sum = weft_pseudo_sum(p, *proto, (uint32_t)(len - 20));
   if (*proto == 17 && weft_get16(p + 26) == 0) return 1; /* UDP without checksum */
   return weft_csum_fold(weft_csum_add(p + 20, (size_t)len - 20, sum)) == 0xffff;

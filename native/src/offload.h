@@ -105,6 +105,10 @@ int weft_gso_split(const uint8_t *pkt, size_t len, const struct weft_vnet_hdr *h
 
 #define WEFT_GRO_TCP 0x1 /* merge consecutive TCP segments of a flow */
 #define WEFT_GRO_UDP 0x2 /* merge consecutive equal-size UDP datagrams of a flow (needs TUN USO) */
+/* Merge without re-verifying each segment's TCP/UDP checksum: only for packets whose every
+   byte a checksum the kernel has verified already covers (the outer UDP checksum of a
+   datagram; the socket refuses datagrams without one, see weft_udp_reject_zero_csum). */
+#define WEFT_GRO_TRUST_L4_CSUM 0x4
 #define WEFT_GRO_MAX_SEGS 64
 
 /* One write to the TUN: `count` input packets starting at `first`. */

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/udp.h>
+#include <linux/filter.h>
+#include <linux/sock_diag.h>
 #include <poll.h>
 #include <string.h>
 #include <time.h>
@@ -66,6 +68,28 @@ fail:
 int weft_udp_set_gro(int fd, int on) {
   if (setsockopt(fd, SOL_UDP, UDP_GRO, &on, sizeof(on)) < 0) return -errno;
   return 0;
+}
+
+int weft_udp_reject_zero_csum(int fd) {
+  /* a UDP socket's filter sees the datagram from its UDP header on; the checksum is bytes 6-7 */
+  struct sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 6),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, 0),          /* no checksum: drop */
+      BPF_STMT(BPF_RET | BPF_K, 0xffffffff), /* keep all of it */
+  };
+  struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0) return -errno;
+  return 0;
+}
+
+int64_t weft_udp_socket_drops(int fd) {
+  uint32_t mem[SK_MEMINFO_VARS];
+  socklen_t len = sizeof(mem);
+  memset(mem, 0, sizeof(mem));
+  if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) < 0) return -errno;
+  if (len < (socklen_t)((SK_MEMINFO_DROPS + 1) * sizeof(uint32_t))) return -ENOPROTOOPT;
+  return mem[SK_MEMINFO_DROPS];
 }
 
 int weft_udp_gso_supported(int fd) {

@@ -132,6 +132,17 @@ int weft_udp_set_gro(int fd, int on);
 int weft_udp_gso_supported(int fd);
 
 /*
+ * Attaches a socket filter that drops every datagram whose UDP checksum field
+ * is 0 (IPv4's "no checksum"): the kernel verifies every other checksum before
+ * a datagram reaches the socket, so what remains is covered end to end.
+ * 0 or -errno.
+ */
+int weft_udp_reject_zero_csum(int fd);
+
+/* Datagrams the kernel dropped at this socket (buffer full, the filter): SO_MEMINFO's drops; -errno on failure. */
+int64_t weft_udp_socket_drops(int fd);
+
+/*
  * Per-packet results of a send batch, optional (NULL: not wanted). For input
  * packet i: per[3i] datagrams the kernel took, per[3i+1] their payload bytes,
  * per[3i+2] datagrams refused or given up. The data plane attributes them to

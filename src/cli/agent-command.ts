@@ -156,6 +156,8 @@ export function addAgentCommand(program: Command): Command {
     .addOption(new Option('--udp-gso [bool]', 'send a split super-packet with one UDP_SEGMENT system call').argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--udp-gso-runs [bool]', 'send a run of equal-size packets to one peer with one UDP_SEGMENT system call (still one packet per datagram; needs --udp-gso)')
       .argParser(parseBool).default(true).preset(true))
+    .addOption(new Option('--trust-outer-checksum [bool]', 'when coalescing, trust the outer UDP checksum the kernel verified instead of re-verifying each inner checksum; datagrams without an outer checksum are then refused (counted in weft_udp_socket_drops_total)')
+      .argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--udp-gro [bool]', 'receive many datagrams per message with UDP_GRO').argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--tun-coalesce [bool]', 'merge consecutive TCP segments of a flow into one TUN write').argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--tun-coalesce-udp [bool]', 'merge consecutive UDP datagrams of a flow into one TUN write (kernel >= 6.2)')
@@ -237,6 +239,7 @@ export function addAgentCommand(program: Command): Command {
           tunOffload: o['tunOffload'] as boolean,
           udpGso: o['udpGso'] as boolean,
           udpGsoRuns: o['udpGsoRuns'] as boolean,
+          trustOuterChecksum: o['trustOuterChecksum'] as boolean,
           udpGro: o['udpGro'] as boolean,
           coalesceTcp: o['tunCoalesce'] as boolean,
           coalesceUdp: o['tunCoalesceUdp'] as boolean,

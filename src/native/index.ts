@@ -47,6 +47,8 @@ export interface NativeBinding {
   readonly TUN_F_USO6: number;
   readonly GRO_TCP: number;
   readonly GRO_UDP: number;
+  /** groFlags: merge without re-verifying each segment's L4 checksum (outer checksums verified by the kernel). */
+  readonly GRO_TRUST_L4_CSUM: number;
   /** udpSendVnetBatch flags (native/src/weft.h). */
   readonly SEND_GSO: number;
   readonly SEND_PACK_RUNS: number;
@@ -103,6 +105,10 @@ export interface NativeBinding {
   udpSetGro(fd: number, on: boolean): void;
   /** Whether the kernel knows UDP_SEGMENT. */
   udpGsoSupported(fd: number): boolean;
+  /** A socket filter that drops datagrams with no UDP checksum (0): every datagram that gets through was verified by the kernel. */
+  udpRejectZeroChecksum(fd: number): void;
+  /** Datagrams the kernel dropped at this socket: its buffer was full, or the filter refused them (SO_MEMINFO). */
+  udpSocketDrops(fd: number): number;
 
   /** The split as the send path does it: wire packets, or null when the packet cannot be split. For tests and benchmarks. */
   gsoSplit(packetWithVnetHeader: Uint8Array): Buffer[] | null;

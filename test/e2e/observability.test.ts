@@ -221,6 +221,37 @@ describe('observability: per-peer counters, drops by reason, weft status', { ski
     assert.equal(m.get(peerSeries('weft_peer_sent_packets_total', s1)), undefined, 'no series for the host\'s own subnet');
   });
 
+  test('a datagram without an outer UDP checksum is refused at the socket and counted; the same with one is delivered', async () => {
+    const foreign = lab.extraNodes.get('f');
+    assert.ok(foreign !== undefined);
+    const packet = Buffer.alloc(20 + 8 + 16);
+    buildIcmpEcho(packet, 0, { type: ICMP_ECHO_REQUEST, src: parseIpv4(FOREIGN_POD) as number, dst: parseIpv4(lab.host(1).podIp) as number, id: 9, seq: 1, ttl: 64, payload: Buffer.alloc(16, 5) });
+    // python3 can ask the kernel for no checksum (SO_NO_CHECK = 11); node's dgram cannot
+    const send = (noCheck: boolean): Promise<string> => lab.exec(foreign.ns, 'python3', ['-c', [
+      'import socket, sys',
+      's = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+      `s.setsockopt(socket.SOL_SOCKET, 11, ${noCheck ? 1 : 0})`,
+      `s.bind(("${foreign.ip}", 8285))`,
+      `s.sendto(bytes.fromhex("${packet.toString('hex')}"), ("${lab.host(1).underlayIp}", 8285))`,
+    ].join('\n')], { timeoutMs: 10_000 });
+    const m0 = await scrape(0);
+    await send(true);
+    const m1 = await eventually('the socket drop counted', async () => {
+      const m = await scrape(0);
+      return (m.get('weft_udp_socket_drops_total') ?? 0) > (m0.get('weft_udp_socket_drops_total') ?? 0) ? m : undefined;
+    }, 10_000, 200);
+    assert.equal((m1.get('weft_udp_socket_drops_total') ?? 0) - (m0.get('weft_udp_socket_drops_total') ?? 0), 1);
+    assert.equal(m1.get('weft_udp_rx_packets_total'), m0.get('weft_udp_rx_packets_total'), 'weft never saw it');
+    assert.equal(m1.get('weft_offload_enabled{offload="trust_outer_checksum"}'), 1);
+    await send(false);
+    const m2 = await eventually('the checksummed one received', async () => {
+      const m = await scrape(0);
+      return (m.get('weft_udp_rx_packets_total') ?? 0) > (m1.get('weft_udp_rx_packets_total') ?? 0) ? m : undefined;
+    }, 10_000, 200);
+    assert.equal((m2.get('weft_udp_rx_packets_total') ?? 0) - (m1.get('weft_udp_rx_packets_total') ?? 0), 1);
+    assert.equal((m2.get('weft_tun_tx_packets_total') ?? 0) - (m1.get('weft_tun_tx_packets_total') ?? 0), 1, 'and delivered');
+  });
+
   test('weft status --json agrees with the lease store, subnet.env and the kernel', async () => {
     const a1 = agents[0] as LabAgent;
     const r = weftStatus(['--json', '--socket', a1.statusSocket]);

@@ -1277,6 +1277,21 @@ describe('offload differential: groCoalesce', () => {
     assert.deepEqual(groups(udp(new Array<number>(70).fill(10)), GRO_UDP), [64, 6]);
   });
 
+  test('GRO_TRUST_L4_CSUM: a segment with a bad TCP checksum merges (the outer checksum vouched for it); without, it does not', () => {
+    const ip: IpFields = { src: 0x0af40102, dst: 0x0af40202, tos: 0, ttl: 62, id: 1, frag: 0x4000 };
+    const seg = (k: number): Uint8Array =>
+      buildTcp({ ...ip, id: 1 + k }, { sport: 1, dport: 2, seq: 1000 * k, ack: 9, flags: TCP_ACK, window: 100 }, new Uint8Array(1000).fill(k + 1));
+    const pkts = [0, 1, 2, 3].map(seg);
+    (pkts[2] as Uint8Array)[100] ^= 1; // a payload byte changed after the checksum was written
+    const writes = (flags: number): number => nativeCoalesce(new Rng(1), { pkts, flags }).length;
+    assert.equal(writes(GRO_TCP), 3, 'verified: the bad segment stands alone and splits the run');
+    assert.equal(writes(GRO_TCP | native.GRO_TRUST_L4_CSUM), 1, 'trusted: one write');
+    // the IP header checksum is still checked either way
+    const badHeader = [0, 1, 2].map(seg);
+    (badHeader[1] as Uint8Array)[10] ^= 1;
+    assert.equal(nativeCoalesce(new Rng(1), { pkts: badHeader, flags: GRO_TCP | native.GRO_TRUST_L4_CSUM }).length, 3);
+  });
+
   test('a TCP segment with the NS/AE flag bit (or reserved bits) set is not merged', () => {
     const ip: IpFields = { src: 0x0af40102, dst: 0x0af40202, tos: 0, ttl: 62, id: 1, frag: 0x4000 };
     const seg = (seq: number, flags: number): Uint8Array =>

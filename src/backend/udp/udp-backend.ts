@@ -148,6 +148,7 @@ export class UdpBackend implements Backend {
       routes: this.table.snapshot(),
       offloads: this.offloads,
       busyPollMicros: o.busyPollMicros,
+      adaptivePoll: o.adaptivePoll ?? false,
       peerCounters: o.peerCounters ?? true,
     }, (err) => this.onFatal(err));
     log.info({ workers: o.workers, batch: o.batchSize }, 'data plane running');
@@ -192,7 +193,15 @@ export class UdpBackend implements Backend {
     if (!vnetHdr && (want.coalesceTcp || want.coalesceUdp)) {
       log.info('TUN coalescing needs --tun-offload; it is off');
     }
-    const groFlags = vnetHdr ? (want.coalesceTcp ? n.GRO_TCP : 0) | (uso ? n.GRO_UDP : 0) : 0;
+    let groFlags = vnetHdr ? (want.coalesceTcp ? n.GRO_TCP : 0) | (uso ? n.GRO_UDP : 0) : 0;
+    if (groFlags !== 0 && want.trustOuterChecksum === true) {
+      try {
+        for (const fd of this.udpFds) n.udpRejectZeroChecksum(fd);
+        groFlags |= n.GRO_TRUST_L4_CSUM;
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'cannot filter datagrams without a UDP checksum: coalescing re-verifies every inner checksum');
+      }
+    }
     const packRuns = udpGso && want.udpGsoRuns === true;
     return { vnetHdr, udpGso, udpGro, groFlags, packRuns };
   }
@@ -254,6 +263,7 @@ export class UdpBackend implements Backend {
       counterBlocks: () => this.pool?.counterBlocks() ?? [],
       workers: () => this.pool?.size ?? 0,
       offloads: () => this.offloads,
+      socketDrops: () => this.udpFds.reduce((sum, fd) => sum + (this.native?.udpSocketDrops(fd) ?? 0), 0),
     });
     registerPeerMetrics(registry, () => this.routes());
   }

@@ -33,6 +33,8 @@ export interface DataPlaneSource {
   workers(): number;
   /** Offloads in effect. */
   offloads(): OffloadOptions;
+  /** Datagrams the kernel dropped at the data plane's sockets (buffer full, no outer checksum). */
+  socketDrops?(): number;
 }
 
 /** The offloads in effect by the names status and metrics use. */
@@ -44,12 +46,14 @@ export function offloadNames(o: OffloadOptions): Record<string, boolean> {
     udp_gro: o.udpGro,
     tun_coalesce_tcp: (o.groFlags & GRO_TCP) !== 0,
     tun_coalesce_udp: (o.groFlags & GRO_UDP) !== 0,
+    trust_outer_checksum: (o.groFlags & GRO_TRUST_L4_CSUM) !== 0,
   };
 }
 
 // the addon's GRO_TCP / GRO_UDP bits (native/src/offload.h), without loading it for a metric
 const GRO_TCP = 1;
 const GRO_UDP = 2;
+const GRO_TRUST_L4_CSUM = 4;
 
 export function registerDataPlaneMetrics(registry: Registry, source: DataPlaneSource): void {
   const byMetric = new Map<string, { help: string; indexes: number[]; labelNames: Set<string> }>();
@@ -90,6 +94,18 @@ export function registerDataPlaneMetrics(registry: Registry, source: DataPlaneSo
       this.set({ direction: 'decap' }, decapPackets === 0 ? 0 : (total(b, Counter.SyscallsUdpRecv) + total(b, Counter.SyscallsTunWrite)) / decapPackets);
     },
   });
+  const socketDrops = source.socketDrops;
+  if (socketDrops !== undefined) {
+    const drops: PromCounter<string> = new PromCounter({
+      name: 'weft_udp_socket_drops_total',
+      help: 'Datagrams the kernel dropped at the data plane\'s UDP sockets before weft saw them: receive buffer full, or no outer checksum (refused while coalescing trusts outer checksums)',
+      registers: [registry],
+      collect() {
+        drops.reset();
+        drops.inc(socketDrops());
+      },
+    });
+  }
   new Gauge({
     name: 'weft_workers',
     help: 'Data-plane worker threads',

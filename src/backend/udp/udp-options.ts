@@ -14,6 +14,12 @@ export interface RequestedOffloads {
   readonly udpGro: boolean;
   /** Runs of equal-size packets to one peer leave as one UDP_SEGMENT message (needs tunOffload and udpGso). */
   readonly udpGsoRuns?: boolean;
+  /**
+   * Coalescing trusts the outer UDP checksum the kernel verified instead of
+   * re-verifying each inner TCP/UDP checksum; the socket then refuses
+   * datagrams without an outer checksum (the only ones the kernel does not verify).
+   */
+  readonly trustOuterChecksum?: boolean;
   /** Merge consecutive TCP segments of a flow into one TUN write (needs tunOffload). */
   readonly coalesceTcp: boolean;
   /** Merge consecutive UDP datagrams of a flow into one TUN write (needs tunOffload and TUN USO, kernel >= 6.2). */
@@ -30,6 +36,8 @@ export interface UdpAgentOptions {
   readonly socketBufferBytes: number;
   /** Workers keep polling this long after handling packets (0 = off). */
   readonly busyPollMicros: number;
+  /** Workers poll for a window that adapts to the traffic (src/workers/poll-window.ts); --busy-poll-us wins. */
+  readonly adaptivePoll?: boolean;
   readonly icmpPerSecond: number;
   /**
    * Deliver a datagram only if it comes from a known host's public IP and its
@@ -51,7 +59,7 @@ export const DEFAULT_SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_ICMP_PER_SECOND = 1000;
 
 export const ALL_OFFLOADS: RequestedOffloads = Object.freeze({
-  tunOffload: true, udpGso: true, udpGro: true, coalesceTcp: true, coalesceUdp: true, udpGsoRuns: true,
+  tunOffload: true, udpGso: true, udpGro: true, coalesceTcp: true, coalesceUdp: true, udpGsoRuns: true, trustOuterChecksum: true,
 });
 
 export const UDP_AGENT_DEFAULTS: UdpAgentOptions = Object.freeze({
