@@ -173,6 +173,8 @@ export function addAgentCommand(program: Command): Command {
       .argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--peer-counters [bool]', 'udp backend: count packets, bytes and drops per peer (weft status, weft_peer_* metrics); =false only to measure their cost')
       .argParser(parseBool).default(true).preset(true))
+    .addOption(new Option('--adaptive-poll [bool]', 'after handling packets, poll for a window that grows while packets keep coming soon after and shrinks to nothing when they do not (lower latency under load, no CPU when idle)')
+      .argParser(parseBool).default(false).preset(true))
     .addOption(new Option('--busy-poll-us <microseconds>', 'keep polling this long after handling packets instead of sleeping: lower latency, more CPU (0 = off)')
       .argParser(intIn('--busy-poll-us', 0, 10_000)).default(0))
     .addOption(new Option('-v, --verbosity <level>', 'log verbosity: 0 info, 1 debug, 2 trace (flanneld: -v=N)')
@@ -247,6 +249,7 @@ export function addAgentCommand(program: Command): Command {
         tunTxQueueLen: o['tunTxqueuelen'] as number,
         socketBufferBytes: o['socketBuffer'] as number,
         busyPollMicros: o['busyPollUs'] as number,
+        adaptivePoll: o['adaptivePoll'] as boolean,
         icmpPerSecond: UDP_AGENT_DEFAULTS.icmpPerSecond,
         sourceValidation: o['sourceValidation'] as boolean,
         peerCounters: o['peerCounters'] as boolean,

@@ -7,7 +7,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadNative } from '../native';
 import { Forwarder } from './forwarder';
+import { PollWindow } from './poll-window';
 import type { ControlMessage, WorkerInit, WorkerMessage } from './messages';
+
+/** Longest stretch a worker polls without returning to its event loop. */
+const SPIN_SESSION_MICROS = 2000;
 
 function main(): void {
   const port = parentPort;
@@ -23,25 +27,44 @@ function main(): void {
   const tunFail = failOn('TUN');
   const udpFail = failOn('UDP');
   // --busy-poll-us: after handling packets, keep polling (without sleeping) for a
-  // short while, so that a packet arriving within the window skips a wake-up
+  // short while, so that a packet arriving within the window skips a wake-up;
+  // --adaptive-poll: the same with a window that follows the traffic
   const spinUs = init.busyPollMicros ?? 0;
-  const spin = (): void => {
+  const adaptive = spinUs === 0 && init.adaptivePoll === true ? new PollWindow() : null;
+  /** A pass that hit this many packets stopped with more waiting: the watcher fires again at once, no need to poll. */
+  const fullPass = init.batchSize * (init.maxBatchesPerWakeup ?? 8);
+  const nowMicros = (): number => performance.now() * 1000;
+  /**
+   * Polls both descriptors for up to `us` at a time, handling what arrives,
+   * until a window passes empty, or SPIN_SESSION_MICROS have passed: then the
+   * event loop runs (control messages: routes, stop) and the watchers carry on.
+   */
+  const spin = (us: number): void => {
+    const until = nowMicros() + SPIN_SESSION_MICROS;
     for (;;) {
-      const which = native.spinPoll(init.tunFd, init.udpFd, spinUs);
-      if (which < 0) return;
+      const which = native.spinPoll(init.tunFd, init.udpFd, us);
+      if (which < 0 || nowMicros() > until) return;
       if (which === 0) forwarder.pumpTun();
       else forwarder.pumpUdp();
     }
   };
+  const afterPass = (handled: number): void => {
+    if (spinUs > 0) {
+      spin(spinUs);
+    } else if (adaptive !== null) {
+      if (handled < fullPass && adaptive.micros > 0) spin(adaptive.micros);
+      adaptive.sleeping(nowMicros());
+    }
+  };
   const tunWatch = native.pollStart(init.tunFd, (status) => {
     tunFail(status);
-    forwarder.pumpTun();
-    if (spinUs > 0) spin();
+    adaptive?.woke(nowMicros());
+    afterPass(forwarder.pumpTun());
   });
   const udpWatch = native.pollStart(init.udpFd, (status) => {
     udpFail(status);
-    forwarder.pumpUdp();
-    if (spinUs > 0) spin();
+    adaptive?.woke(nowMicros());
+    afterPass(forwarder.pumpUdp());
   });
 
   port.on('message', (msg: ControlMessage) => {

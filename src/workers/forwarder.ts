@@ -116,6 +116,8 @@ export interface ForwarderOptions {
   readonly offloads?: OffloadOptions;
   /** Microseconds to keep polling after handling packets before sleeping (0 = never; trades CPU for latency). */
   readonly busyPollMicros?: number;
+  /** Poll before sleeping for a window that adapts to the traffic (poll-window.ts); busyPollMicros > 0 wins. */
+  readonly adaptivePoll?: boolean;
 }
 
 /** The per-peer block if it has room for every slot of `routes`, else null (counting stops rather than mixing peers). */
