@@ -3,26 +3,34 @@
  * derived from it (one place for labels, units and rounding, shared by the
  * table, the chart and the JSON summary), and median / spread.
  */
-import type { PingFigures, SockperfFigures, TcpFigures, UdpFigures } from './measure';
+import type { IdleFigures, LoadedSockperfFigures, LossFreeFigures, PingFigures, SockperfFigures, TcpFigures, UdpFigures } from './measure';
 import type { ModeSpec } from './modes';
 
-export type TestName = 'tcp1' | 'tcp4' | 'udp' | 'ping' | 'sockperf';
+export type TestName = 'idle' | 'tcp1' | 'tcp4' | 'udp' | 'lossfree64' | 'lossfree1400' | 'ping' | 'sockperf' | 'sockperfLoaded';
 export const TEST_LABELS: Readonly<Record<TestName, string>> = {
+  idle: 'idle CPU',
   tcp1: 'TCP 1 stream',
   tcp4: 'TCP 4 streams',
   udp: 'UDP 64 B',
+  lossfree64: 'loss-free rate 64 B',
+  lossfree1400: 'loss-free rate 1400 B',
   ping: 'ping',
   sockperf: 'sockperf ping-pong',
+  sockperfLoaded: 'sockperf under TCP load',
 };
 
 /** Every raw figure of one repetition of one mode; a failed test has an entry in `errors`. */
 export interface RepFigures {
   readonly rep: number;
+  idle?: IdleFigures;
   tcp1?: TcpFigures;
   tcp4?: TcpFigures;
   udp?: UdpFigures;
+  lossfree64?: LossFreeFigures;
+  lossfree1400?: LossFreeFigures;
   ping?: PingFigures;
   sockperf?: SockperfFigures;
+  sockperfLoaded?: LoadedSockperfFigures;
   readonly errors: Partial<Record<TestName, string>>;
   /** What else the machine was doing just before each test. */
   readonly background: Partial<Record<TestName, Background>>;
@@ -57,7 +65,7 @@ export interface ModeResult {
   readonly reps: RepFigures[];
 }
 
-export type MetricGroup = 'throughput' | 'latency' | 'cpu' | 'syscalls';
+export type MetricGroup = 'throughput' | 'lossfree' | 'latency' | 'cpu' | 'idle' | 'syscalls';
 
 export interface MetricDef {
   readonly key: string;
@@ -80,12 +88,19 @@ export const METRICS: readonly MetricDef[] = [
   { key: 'udp.txKpps', group: 'throughput', label: 'UDP 64B tx', unit: 'kpps', digits: 1, get: (r) => kilo(r.udp?.sentPps) },
   { key: 'udp.lostPercent', group: 'throughput', label: 'UDP loss', unit: '%', digits: 1, get: (r) => r.udp?.lostPercent },
 
+  { key: 'lossfree64.kpps', group: 'lossfree', label: 'loss-free 64B', unit: 'kpps', digits: 1, get: (r) => kilo(r.lossfree64?.pps) },
+  { key: 'lossfree1400.kpps', group: 'lossfree', label: 'loss-free 1400B', unit: 'kpps', digits: 1, get: (r) => kilo(r.lossfree1400?.pps) },
+  { key: 'lossfree1400.mbps', group: 'lossfree', label: 'loss-free 1400B', unit: 'Mbit/s', digits: 0, get: (r) => r.lossfree1400?.mbps },
+
   { key: 'ping.avgUs', group: 'latency', label: 'ping avg', unit: 'µs RTT', digits: 0, get: (r) => r.ping?.avgUs },
   { key: 'ping.p50Us', group: 'latency', label: 'ping p50', unit: 'µs RTT', digits: 0, get: (r) => r.ping?.p50Us },
   { key: 'ping.p99Us', group: 'latency', label: 'ping p99', unit: 'µs RTT', digits: 0, get: (r) => r.ping?.p99Us },
   { key: 'sockperf.avgUs', group: 'latency', label: 'sockperf avg', unit: 'µs 1-way', digits: 1, get: (r) => r.sockperf?.avgUs },
   { key: 'sockperf.p50Us', group: 'latency', label: 'sockperf p50', unit: 'µs 1-way', digits: 1, get: (r) => r.sockperf?.p50Us },
   { key: 'sockperf.p99Us', group: 'latency', label: 'sockperf p99', unit: 'µs 1-way', digits: 1, get: (r) => r.sockperf?.p99Us },
+  { key: 'sockperfLoaded.p50Us', group: 'latency', label: 'sockperf+TCP p50', unit: 'µs 1-way', digits: 1, get: (r) => r.sockperfLoaded?.p50Us },
+  { key: 'sockperfLoaded.p99Us', group: 'latency', label: 'sockperf+TCP p99', unit: 'µs 1-way', digits: 1, get: (r) => r.sockperfLoaded?.p99Us },
+  { key: 'sockperfLoaded.loadGbps', group: 'latency', label: 'TCP load', unit: 'Gbit/s', digits: 2, get: (r) => r.sockperfLoaded?.loadGbps },
 
   { key: 'tcp1.cpuPerGbit', group: 'cpu', label: 'CPU x1', unit: 's/Gbit', digits: 3, get: (r) => r.tcp1?.cpuPerGbit },
   { key: 'tcp1.kernelCpuPerGbit', group: 'cpu', label: 'sys+sirq x1', unit: 's/Gbit', digits: 3, get: (r) => r.tcp1?.kernelCpuPerGbit },
@@ -93,6 +108,9 @@ export const METRICS: readonly MetricDef[] = [
   { key: 'tcp4.cpuPerGbit', group: 'cpu', label: 'CPU x4', unit: 's/Gbit', digits: 3, get: (r) => r.tcp4?.cpuPerGbit },
   { key: 'tcp4.kernelCpuPerGbit', group: 'cpu', label: 'sys+sirq x4', unit: 's/Gbit', digits: 3, get: (r) => r.tcp4?.kernelCpuPerGbit },
   { key: 'tcp4.agentCpuPerGbit', group: 'cpu', label: 'agents x4', unit: 's/Gbit', digits: 3, get: (r) => r.tcp4?.agentCpuPerGbit },
+
+  { key: 'idle.agent1Percent', group: 'idle', label: 'idle host 1', unit: '% of a core', digits: 2, get: (r) => r.idle?.agentPercent[0] },
+  { key: 'idle.agent2Percent', group: 'idle', label: 'idle host 2', unit: '% of a core', digits: 2, get: (r) => r.idle?.agentPercent[1] },
 
   { key: 'tcp1.encapPerPacket', group: 'syscalls', label: 'encap/pkt x1', unit: '', digits: 3, get: (r) => r.tcp1?.syscalls?.encapPerPacket },
   { key: 'tcp1.encapPerDatagram', group: 'syscalls', label: 'encap/dgram x1', unit: '', digits: 3, get: (r) => r.tcp1?.syscalls?.encapPerDatagram },
@@ -153,7 +171,10 @@ export function ratioDefs(latencyKey: string): RatioDef[] {
     { key: 'tcp1.gbps', label: 'TCP x1', better: 'higher' },
     { key: 'tcp4.gbps', label: 'TCP x4', better: 'higher' },
     { key: 'udp.rxKpps', label: 'UDP pps', better: 'higher' },
+    { key: 'lossfree64.kpps', label: 'loss-free 64B', better: 'higher' },
+    { key: 'lossfree1400.kpps', label: 'loss-free 1400B', better: 'higher' },
     { key: latencyKey, label: latencyKey.startsWith('sockperf') ? 'latency (sockperf)' : 'latency (ping)', better: 'lower' },
+    { key: 'sockperfLoaded.p50Us', label: 'latency +TCP', better: 'lower' },
     { key: 'tcp1.cpuPerGbit', label: 'CPU/Gbit x1', better: 'lower' },
   ];
 }

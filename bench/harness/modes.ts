@@ -101,6 +101,24 @@ export const WEFT_VARIANTS: readonly WeftVariant[] = [
     about: 'the defaults without per-peer counters (packets, bytes and drops per peer): what weft status and weft_peer_* cost',
   },
   {
+    name: 'weft-no-gso-runs',
+    flags: ['--udp-gso-runs=false'],
+    default: false,
+    about: 'the defaults, but each packet that is not a super-packet is its own message (no UDP_SEGMENT runs)',
+  },
+  {
+    name: 'weft-no-trust-csum',
+    flags: ['--trust-outer-checksum=false'],
+    default: false,
+    about: 'the defaults, but coalescing re-verifies every inner checksum (and accepts datagrams without an outer checksum)',
+  },
+  {
+    name: 'weft-adaptive-poll',
+    flags: ['--adaptive-poll'],
+    default: false,
+    about: 'the defaults with adaptive polling (a window of 20-200 us that follows the traffic)',
+  },
+  {
     name: 'weft-flannel-like',
     flags: [...OFFLOAD_FLAGS.map((f) => `${f}=false`), '--batch-size=1'],
     default: false,

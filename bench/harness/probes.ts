@@ -5,7 +5,7 @@
  * agent's counters (/metrics, scraped from inside its namespace).
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { Lab } from '../../src/lab/lab';
 import { parseMetrics } from '../../test/e2e/helpers';
 import { parsePidStat, parseProcStat, type CpuTicks } from './parse';
@@ -63,6 +63,38 @@ export function processCpuSeconds(pid: number | undefined): number {
   } catch {
     return NaN;
   }
+}
+
+/**
+ * Time a process's threads have run, in seconds, from each thread's
+ * /proc/<pid>/task/<tid>/schedstat (nanoseconds): the same time as
+ * utime + stime without its 10 ms ticks, which matters for an agent that is
+ * nearly idle. Threads that exited are not counted, so use it over spans in
+ * which none do (no traffic); falls back to processCpuSeconds.
+ */
+export function processRuntimeSeconds(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return NaN; // gone
+  }
+  let ns = 0;
+  let read = 0;
+  for (const tid of tids) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8');
+    } catch {
+      continue; // the thread exited after readdir
+    }
+    const x = Number(text.split(' ')[0]);
+    if (!Number.isFinite(x)) return processCpuSeconds(pid); // no schedstat in this kernel
+    ns += x;
+    read++;
+  }
+  return read > 0 ? ns / 1e9 : processCpuSeconds(pid); // no schedstat files at all: a kernel without CONFIG_SCHED_INFO
 }
 
 export type Metrics = Map<string, number>;

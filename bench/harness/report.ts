@@ -3,6 +3,7 @@
  * CPU, system calls), one row per mode, each cell `median [min-max]`; then
  * each mode's ratio to vxlan; then the modes that failed or were skipped.
  */
+import { LOSSFREE_MAX_LOSS_PERCENT } from './measure';
 import { BUSY_BACKGROUND_PERCENT, isDisturbed, METRICS, TEST_LABELS, type MetricGroup, type ModeResult, type RatioDef, type Spread, type TestName } from './figures';
 
 export interface ReportInput {
@@ -15,11 +16,26 @@ export interface ReportInput {
   readonly reps: number;
   readonly seconds: number;
   readonly pingCount: number;
+  /** Loss-free searches: trial length and paced trials at most (absent: not run). */
+  readonly lossFree?: { readonly trialSeconds: number; readonly steps: number };
+  /** Length of the idle CPU sample (absent or 0: not run). */
+  readonly idleSeconds?: number;
 }
 
-const GROUP_TITLES: Readonly<Record<MetricGroup, string>> = {
+function groupTitle(group: MetricGroup, input: ReportInput): string {
+  if (group === 'lossfree') {
+    const how = input.lossFree === undefined ? '' : `, ${input.lossFree.trialSeconds} s trials, at most ${input.lossFree.steps} after an unpaced probe`;
+    return `Loss-free rate, pod 1 -> pod 2 (RFC 2544 style: the highest paced iperf3 UDP rate with under ${LOSSFREE_MAX_LOSS_PERCENT}% loss, ` +
+      `binary search${how}; Mbit/s = UDP payload)`;
+  }
+  if (group === 'idle') return `Agents' CPU with no traffic (${input.idleSeconds ?? '?'} s before each run's tests; percent of one core; kernel modes have no agent)`;
+  return GROUP_TITLES[group];
+}
+
+const GROUP_TITLES: Readonly<Record<Exclude<MetricGroup, 'lossfree' | 'idle'>, string>> = {
   throughput: 'Throughput, pod 1 -> pod 2 (iperf3; x1 / x4 = TCP streams; UDP: 64-byte payloads, -b 0, rx = arrived at the server)',
-  latency: 'Latency (ping: round trip; sockperf ping-pong over UDP: one way = half the round trip)',
+  latency: 'Latency (ping: round trip, 10 ms apart; sockperf ping-pong over UDP: one way = half the round trip; ' +
+    'sockperf+TCP: the same while one iperf3 TCP stream runs pod 1 -> pod 2, "TCP load" its rate)',
   cpu: 'CPU seconds per Gbit moved during the TCP runs (CPU = whole machine user+nice+system+irq+softirq; agents = utime+stime of both weft agents)',
   syscalls: 'System calls during the TCP runs (encap = host 1 agent, tun_read+udp_send: per packet read from the TUN, per datagram sent, per MB; ' +
     'decap = host 2 agent, udp_recv+tun_write: per datagram received, per MB)',
@@ -44,33 +60,52 @@ export function renderTable(header: readonly string[], rows: readonly (readonly 
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
+/**
+ * When the unpaced probe itself lost under the limit, the sender (iperf3's
+ * one CPU) is what bounds the figure, not the path: say so, it is a floor.
+ */
+function senderLimited(modes: readonly ModeResult[]): string[] {
+  const hits: string[] = [];
+  for (const mode of modes) {
+    for (const test of ['lossfree64', 'lossfree1400'] as const) {
+      const runs = mode.reps.filter((r) => r[test]?.limit === 'sender').length;
+      if (runs > 0) hits.push(`${mode.spec.name} ${TEST_LABELS[test]} (${runs} run(s))`);
+    }
+  }
+  return hits.length === 0 ? [] : [`(a lower bound, the sender's limit: the unpaced probe already lost under ${LOSSFREE_MAX_LOSS_PERCENT}%: ${hits.join('; ')})`];
+}
+
 export function formatReport(input: ReportInput): string {
   const ok = input.modes.filter((m) => m.status === 'ok');
   const out: string[] = [];
   const spreadNote = input.reps > 1 ? `median [min-max] of ${input.reps} runs` : '1 run';
   out.push(`weft bench: ${spreadNote}, ${input.seconds} s per iperf3/sockperf run, ${input.pingCount} pings per run`);
-  for (const group of ['throughput', 'latency', 'cpu', 'syscalls'] as const) {
+  for (const group of ['throughput', 'lossfree', 'latency', 'cpu', 'idle', 'syscalls'] as const) {
     const metrics = METRICS.filter((m) => m.group === group && ok.some((mode) => input.summaries.get(mode.spec.name)?.[m.key] !== undefined));
     if (metrics.length === 0) continue;
+    // idle CPU lists every mode, '-' for the kernel ones (no agent: nothing to spend); other groups leave out a mode with no figure in them
     const rows = ok
-      .filter((mode) => metrics.some((m) => input.summaries.get(mode.spec.name)?.[m.key] !== undefined))
+      .filter((mode) => group === 'idle' || metrics.some((m) => input.summaries.get(mode.spec.name)?.[m.key] !== undefined))
       .map((mode) => [mode.spec.name, ...metrics.map((m) => formatSpread(input.summaries.get(mode.spec.name)?.[m.key], m.digits))]);
     const header = ['mode', ...metrics.map((m) => (m.unit === '' ? m.label : `${m.label} ${m.unit}`))];
-    out.push('', `== ${GROUP_TITLES[group]} ==`, renderTable(header, rows));
+    out.push('', `== ${groupTitle(group, input)} ==`, renderTable(header, rows));
+    if (group === 'lossfree') out.push(...senderLimited(ok));
   }
+  // a ratio no mode has (a test skipped) is no column
+  const defs = input.ratioDefs.filter((d) => ok.some((mode) => Number.isFinite(input.ratios.get(mode.spec.name)?.[d.key] ?? NaN)));
   if (ok.some((m) => m.spec.name === 'vxlan')) {
-    const header = ['mode', ...input.ratioDefs.map((d) => d.label)];
-    const rows = ok.map((mode) => [mode.spec.name, ...input.ratioDefs.map((d) => {
+    const header = ['mode', ...defs.map((d) => d.label)];
+    const rows = ok.map((mode) => [mode.spec.name, ...defs.map((d) => {
       const r = input.ratios.get(mode.spec.name)?.[d.key];
       return r === undefined || !Number.isFinite(r) ? '-' : `${r.toFixed(2)}x`;
     })]);
-    out.push('', '== Ratio to vxlan (mode median / vxlan median; throughput: higher is better; latency, CPU/Gbit: lower is better) ==',
+    out.push('', '== Ratio to vxlan (mode median / vxlan median; throughput, loss-free rates: higher is better; latency, CPU/Gbit: lower is better) ==',
       renderTable(header, rows));
   }
   const pairs = ok.filter((mode) => input.counterpartRatios?.has(mode.spec.name) === true);
   if (pairs.length > 0) {
-    const header = ['mode', 'set up by hand', ...input.ratioDefs.map((d) => d.label)];
-    const rows = pairs.map((mode) => [mode.spec.name, mode.spec.counterpart ?? '', ...input.ratioDefs.map((d) => {
+    const header = ['mode', 'set up by hand', ...defs.map((d) => d.label)];
+    const rows = pairs.map((mode) => [mode.spec.name, mode.spec.counterpart ?? '', ...defs.map((d) => {
       const r = input.counterpartRatios?.get(mode.spec.name)?.[d.key];
       return r === undefined || !Number.isFinite(r) ? '-' : `${r.toFixed(2)}x`;
     })]);

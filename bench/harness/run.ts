@@ -2,8 +2,10 @@
  * The macro benchmark (`weft bench`, `npm run bench`). For each mode in turn:
  *  1. build the mode's topology fresh (topology.ts) — two namespace hosts on a
  *     veth underlay, a pod behind each;
- *  2. N repetitions of: TCP 1 stream, TCP 4 streams, 64-byte UDP, ping,
- *     sockperf ping-pong (when installed), pod 1 -> pod 2 (measure.ts);
+ *  2. N repetitions of: the agents' idle CPU, TCP 1 stream (with --profile,
+ *     under perf in the first run), TCP 4 streams, 64-byte UDP, the
+ *     loss-free rates at 64 and 1400 bytes, ping, sockperf ping-pong alone
+ *     and under a TCP flow (when installed), pod 1 -> pod 2 (measure.ts);
  *  3. tear it all down, on success, failure or Ctrl-C.
  * Then: the table on stdout, the raw figures as JSON and a chart as SVG in the
  * output directory (<timestamp>.* and latest.*). Progress goes to stderr.
@@ -15,10 +17,14 @@ import { namespacesWithPrefix, type Lab } from '../../src/lab/lab';
 import { renderChartSvg, type ChartPanel } from './chart';
 import { agentFlagNames, foreignNamespaces, gitInfo, hasTool, machineInfo, missingTools, requiredTools } from './environment';
 import { BUSY_BACKGROUND_PERCENT, isDisturbed, ratioDefs, ratios, summarize, TEST_LABELS, type Background, type ModeResult, type RepFigures, type Spread, type TestName } from './figures';
-import { measurePing, measureSmallUdp, measureSockperf, measureTcp, PING_INTERVAL_S, type CpuPins } from './measure';
+import {
+  LOSSFREE_FLOOR_PPS, LOSSFREE_HEADROOM, LOSSFREE_MAX_LOSS_PERCENT, LOSSFREE_PAYLOADS, LOSSFREE_PRECISION, measureIdleCpu, measureLossFree, measurePing,
+  measureSmallUdp, measureSockperf, measureSockperfLoaded, measureTcp, PING_INTERVAL_S, type CpuPins,
+} from './measure';
 import { flagNames, type ModeSpec } from './modes';
 import { REPO_ROOT, type BenchOptions } from './options';
 import { cpuSpent, processCpuSeconds, readCpu } from './probes';
+import { keepPerfMaps, profiledAgentEnv, profileTarget, type ProfileFigures } from './profile';
 import { formatReport } from './report';
 import { buildModeLab, LAB_PREFIX, UNDERLAY_MTU, type ModeLab } from './topology';
 
@@ -62,27 +68,66 @@ class Progress {
   }
 }
 
+/** What a test step knows besides the lab: the mode and the repetition. */
+interface StepContext {
+  readonly spec: ModeSpec;
+  readonly rep: number;
+}
+
 interface TestStep {
   readonly name: TestName;
   readonly planned: number;
-  readonly run: (ml: ModeLab) => Promise<unknown>;
+  readonly run: (ml: ModeLab, ctx: StepContext) => Promise<unknown>;
 }
 
 /** Background sample before each test (see sampleBackground). */
 const QUIET_SAMPLE_MS = 500;
 const SETUP_PLANNED_S = 4;
+/** An iperf3 run's cost beyond its -t: a one-off server to start and stop, the client's connect and its end of test. */
+const IPERF_OVERHEAD_S = 1.5;
+/** measureIdleCpu lets the agents settle this long first. */
+const IDLE_SETTLE_S = 1;
+
+/** Paced trials a loss-free search is expected to run: it stops at LOSSFREE_PRECISION, which the geometric bisection reaches in about this many. */
+function plannedSearchTrials(steps: number): number {
+  // floor .. HEADROOM x ~300 kpps: log2(log(range) / log(precision)) halvings of the ratio
+  const range = (LOSSFREE_HEADROOM * 300_000) / LOSSFREE_FLOOR_PPS;
+  return Math.min(steps, Math.ceil(Math.log2(Math.log(range) / Math.log(LOSSFREE_PRECISION))));
+}
 
 /** The tests of one repetition, with the seconds each is expected to take (background sample included). */
 function testSteps(options: BenchOptions, sockperf: boolean, pins: CpuPins | undefined): TestStep[] {
   const s = options.seconds;
   const q = QUIET_SAMPLE_MS / 1000;
-  const steps: TestStep[] = [
-    { name: 'tcp1', planned: q + s + 1.5, run: (ml) => measureTcp(ml, 1, s) },
-    { name: 'tcp4', planned: q + s + 1.5, run: (ml) => measureTcp(ml, 4, s) },
-    { name: 'udp', planned: q + s + 1.5, run: (ml) => measureSmallUdp(ml, s) },
-    { name: 'ping', planned: q + options.pingCount * PING_INTERVAL_S + 0.5, run: (ml) => measurePing(ml, options.pingCount) },
-  ];
-  if (sockperf) steps.push({ name: 'sockperf', planned: q + s + 1, run: (ml) => measureSockperf(ml, s, pins) });
+  const steps: TestStep[] = [];
+  // first, while nothing has run on this lab yet (in the first run: right after set-up)
+  if (options.idleSeconds > 0) {
+    steps.push({ name: 'idle', planned: q + IDLE_SETTLE_S + options.idleSeconds, run: (ml) => measureIdleCpu(ml, options.idleSeconds) });
+  }
+  steps.push(
+    // --profile: the first run's TCP x1 only, so the other runs measure the agents unperturbed
+    { name: 'tcp1', planned: q + s + IPERF_OVERHEAD_S, run: (ml, ctx) => measureTcp(ml, 1, s,
+      options.profile && ctx.rep === 1 && ml.agents.length > 0 ? profileTarget(options.outDir, ctx.spec.name, 'tcp1') : undefined) },
+    { name: 'tcp4', planned: q + s + IPERF_OVERHEAD_S, run: (ml) => measureTcp(ml, 4, s) },
+    { name: 'udp', planned: q + s + IPERF_OVERHEAD_S, run: (ml) => measureSmallUdp(ml, s) },
+  );
+  if (options.lossFree) {
+    const search = { trialSeconds: options.trialSeconds, steps: options.searchSteps };
+    // the unpaced probe, then the paced trials
+    const planned = q + (1 + plannedSearchTrials(options.searchSteps)) * (options.trialSeconds + IPERF_OVERHEAD_S);
+    steps.push(
+      { name: 'lossfree64', planned, run: (ml) => measureLossFree(ml, 64, search) },
+      { name: 'lossfree1400', planned, run: (ml) => measureLossFree(ml, 1400, search) },
+    );
+  }
+  steps.push({ name: 'ping', planned: q + options.pingCount * PING_INTERVAL_S + 0.5, run: (ml) => measurePing(ml, options.pingCount) });
+  if (sockperf) {
+    steps.push(
+      { name: 'sockperf', planned: q + s + 1, run: (ml) => measureSockperf(ml, s, pins) },
+      // the load flow runs s + 2 s; its server, sockperf's and the flow's end add about as much again
+      { name: 'sockperfLoaded', planned: q + s + 2 + 2, run: (ml) => measureSockperfLoaded(ml, s, pins) },
+    );
+  }
   return steps;
 }
 
@@ -141,9 +186,11 @@ async function runMode(spec: ModeSpec, options: BenchOptions, steps: readonly Te
   const result: ModeResult = { spec, status: 'ok', reps: [] };
   const perRep = steps.reduce((s, t) => s + t.planned, 0);
   progress.begin(`${spec.name}: building the topology`);
+  // --profile: V8 writes /tmp/perf-<pid>.map so perf can name JIT-compiled frames
+  const agentEnv = options.profile && spec.kind === 'weft' ? profiledAgentEnv() : undefined;
   let ml: ModeLab;
   try {
-    ml = await buildModeLab(spec, (line) => log(`  ${spec.name}: ${line}`));
+    ml = await buildModeLab(spec, (line) => log(`  ${spec.name}: ${line}`), agentEnv);
   } catch (err) {
     result.status = 'failed';
     const message = err instanceof Error ? err.message : String(err);
@@ -170,7 +217,9 @@ async function runMode(spec: ModeSpec, options: BenchOptions, steps: readonly Te
         progress.begin(`${what}${isDisturbed(background)
           ? ` (disturbed: ${background.otherNamespaces} other namespaces, ${background.cpuPercent.toFixed(0)}% CPU busy outside the lab)` : ''}`);
         try {
-          (figures as unknown as Record<string, unknown>)[step.name] = await step.run(ml);
+          const value = await step.run(ml, { spec, rep });
+          (figures as unknown as Record<string, unknown>)[step.name] = value;
+          logProfile(spec.name, (value as { profile?: ProfileFigures } | undefined)?.profile);
         } catch (err) {
           figures.errors[step.name] = errorText(err);
           log(`  ${spec.name}: ${TEST_LABELS[step.name]} failed: ${figures.errors[step.name]}`);
@@ -194,8 +243,19 @@ async function runMode(spec: ModeSpec, options: BenchOptions, steps: readonly Te
   } finally {
     setCurrent(undefined);
     await ml.close();
+    if (agentEnv !== undefined) {
+      const maps = keepPerfMaps(ml.agents.map((a) => a.child.pid), options.outDir, spec.name);
+      if (maps.length > 0) log(`  ${spec.name}: JIT symbol maps for perf report: ${maps.join(', ')} (copy back to /tmp/perf-<pid>.map to re-read the data)`);
+    }
   }
   return result;
+}
+
+/** Says where a --profile recording went (or why there is none). */
+function logProfile(mode: string, profile: ProfileFigures | undefined): void {
+  if (profile === undefined) return;
+  if (profile.error !== undefined) log(`  ${mode}: no profile: ${profile.error}`);
+  else log(`  ${mode}: profile of the agents during TCP x1: ${profile.reportFile ?? ''} (${profile.samples ?? '?'} samples; data ${profile.dataFile})`);
 }
 
 /** Headline panels of the chart. */
@@ -262,13 +322,18 @@ export async function runBench(options: BenchOptions): Promise<number> {
     log(`weft bench: --latency-cpus ${pins.client},${pins.server}: this machine has CPUs 0-${cpus().length - 1}`);
     return 2;
   }
+  if (options.profile && !hasTool('perf')) {
+    log('weft bench: --profile needs perf (apt-get install linux-perf)');
+    return 2;
+  }
   const steps = testSteps(options, sockperf, pins);
   const perRep = steps.reduce((s, t) => s + t.planned, 0);
   const runnable = options.modes.filter((m) => !skipped.has(m.name));
   const planned = runnable.length * (SETUP_PLANNED_S + perRep * options.reps);
   const progress = new Progress(planned);
   log(`weft bench: ${runnable.map((m) => m.name).join(', ')}; ${options.reps} run(s) of ${steps.map((s) => TEST_LABELS[s.name]).join(', ')}; ` +
-    `${options.seconds} s each; about ${duration(planned)} in all`);
+    `${options.seconds} s each${options.lossFree ? ` (loss-free searches: ${options.trialSeconds} s trials, at most ${options.searchSteps})` : ''}; ` +
+    `about ${duration(planned)} in all`);
 
   let current: ModeLab | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -331,6 +396,8 @@ export async function runBench(options: BenchOptions): Promise<number> {
 
   process.stdout.write(`${formatReport({
     modes: results, summaries, ratios: ratioMap, counterpartRatios, ratioDefs: defs, reps: options.reps, seconds: options.seconds, pingCount: options.pingCount,
+    ...(options.lossFree ? { lossFree: { trialSeconds: options.trialSeconds, steps: options.searchSteps } } : {}),
+    idleSeconds: options.idleSeconds,
   })}\n`);
 
   const stamp = started.toISOString().slice(0, 19).replace(/:/g, '-') + 'Z';
@@ -353,6 +420,12 @@ export async function runBench(options: BenchOptions): Promise<number> {
       sockperfCpus: pins ?? null,
       busyBackgroundPercent: BUSY_BACKGROUND_PERCENT,
       waitQuietSeconds: options.waitQuietSeconds,
+      lossFree: options.lossFree
+        ? { trialSeconds: options.trialSeconds, maxSteps: options.searchSteps, maxLossPercent: LOSSFREE_MAX_LOSS_PERCENT, floorPps: LOSSFREE_FLOOR_PPS,
+          headroom: LOSSFREE_HEADROOM, precision: LOSSFREE_PRECISION, payloadBytes: LOSSFREE_PAYLOADS }
+        : null,
+      idleSeconds: options.idleSeconds,
+      profile: options.profile,
       modes: options.modes,
     },
     notes,

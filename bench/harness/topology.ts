@@ -79,15 +79,15 @@ async function setupVxlan(lab: Lab, a: LabHost, b: LabHost, mtu: number): Promis
   }
 }
 
-/** Starts an agent on each host, into `agents` as they start (so a failure still stops the first). */
-async function startAgents(lab: Lab, a: LabHost, b: LabHost, spec: ModeSpec, agents: LabAgent[]): Promise<void> {
+/** Starts an agent on each host, into `agents` as they start (so a failure still stops the first); `env`: theirs (default ours). */
+async function startAgents(lab: Lab, a: LabHost, b: LabHost, spec: ModeSpec, agents: LabAgent[], env?: NodeJS.ProcessEnv): Promise<void> {
   const netConf = path.join(lab.dir, 'net-conf.json');
   const backend = spec.backend === 'udp' ? { Type: 'udp', Port: WEFT_UDP_PORT } : { Type: spec.backend };
   writeFileSync(netConf, JSON.stringify({ Network: LAB_NETWORK, Backend: backend }));
   for (const [me, other] of [[a, b], [b, a]] as const) {
     const common = ['--net-config-path', netConf, '--iface', 'eth0', '--healthz-ip', '127.0.0.1', '--healthz-port', String(AGENT_HEALTH_PORT)];
     if (spec.backend === 'udp') {
-      agents.push(new LabAgent(lab, me.ns, [...common, '--subnet', me.podSubnet, '--peer', `${other.podSubnet}=${other.underlayIp}`, ...spec.agentFlags]));
+      agents.push(new LabAgent(lab, me.ns, [...common, '--subnet', me.podSubnet, '--peer', `${other.podSubnet}=${other.underlayIp}`, ...spec.agentFlags], env));
       continue;
     }
     // a lease from the embedded store; the previous subnet.env asks for the pod's subnet (flannel's allocation order)
@@ -95,7 +95,7 @@ async function startAgents(lab: Lab, a: LabHost, b: LabHost, spec: ModeSpec, age
     const [pod, network] = [parseCidr(me.podSubnet), parseCidr(LAB_NETWORK)];
     if (pod === undefined || network === undefined) throw new Error(`not a CIDR: ${me.podSubnet} or ${LAB_NETWORK}`);
     await writeSubnetEnv(subnetFile, { network: network.prefix, subnet: pod.prefix, mtu: spec.podMtu, ipMasq: false });
-    agents.push(new LabAgent(lab, me.ns, [...common, '--subnet-file', subnetFile, ...spec.agentFlags]));
+    agents.push(new LabAgent(lab, me.ns, [...common, '--subnet-file', subnetFile, ...spec.agentFlags], env));
   }
   for (const agent of agents) await agent.waitReady(20_000);
   if (spec.backend !== 'udp') {
@@ -121,7 +121,8 @@ async function waitConnected(lab: Lab, from: LabHost, to: LabHost, timeoutMs = 1
   throw new Error(`pod ${from.podIp} cannot reach pod ${to.podIp} after ${timeoutMs} ms (${last})`);
 }
 
-export async function buildModeLab(spec: ModeSpec, progress: (line: string) => void): Promise<ModeLab> {
+/** `agentEnv`: the weft agents' environment (bench --profile adds NODE_OPTIONS); default ours. */
+export async function buildModeLab(spec: ModeSpec, progress: (line: string) => void, agentEnv?: NodeJS.ProcessEnv): Promise<ModeLab> {
   const lab = await Lab.create({
     prefix: randomLabPrefix(LAB_PREFIX),
     hosts: 2,
@@ -140,7 +141,7 @@ export async function buildModeLab(spec: ModeSpec, progress: (line: string) => v
     else if (spec.kind === 'vxlan') await setupVxlan(lab, a, b, spec.podMtu);
     else {
       progress(`starting weft ${spec.backend} agents${spec.agentFlags.length > 0 ? ` with ${spec.agentFlags.join(' ')}` : ''}`);
-      await startAgents(lab, a, b, spec, agents);
+      await startAgents(lab, a, b, spec, agents, agentEnv);
     }
     await waitConnected(lab, a, b);
     return { lab, client: a, server: b, agents, dataPlaneAgents: spec.kind === 'weft' && spec.backend === 'udp', close };
