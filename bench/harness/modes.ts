@@ -101,10 +101,10 @@ export const WEFT_VARIANTS: readonly WeftVariant[] = [
     about: 'the defaults without per-peer counters (packets, bytes and drops per peer): what weft status and weft_peer_* cost',
   },
   {
-    name: 'weft-no-gso-runs',
-    flags: ['--udp-gso-runs=false'],
+    name: 'weft-gso-runs',
+    flags: ['--udp-gso-runs'],
     default: false,
-    about: 'the defaults, but each packet that is not a super-packet is its own message (no UDP_SEGMENT runs)',
+    about: 'the defaults plus runs of equal-size small packets to one peer sent as one UDP_SEGMENT message',
   },
   {
     name: 'weft-no-trust-csum',

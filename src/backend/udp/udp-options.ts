@@ -58,8 +58,9 @@ export const DEFAULT_BATCH_SIZE = 128;
 export const DEFAULT_SOCKET_BUFFER_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_ICMP_PER_SECOND = 1000;
 
+/** The agent's defaults: every offload, except packing runs of small packets (measured to lower the loss-free rate). */
 export const ALL_OFFLOADS: RequestedOffloads = Object.freeze({
-  tunOffload: true, udpGso: true, udpGro: true, coalesceTcp: true, coalesceUdp: true, udpGsoRuns: true, trustOuterChecksum: true,
+  tunOffload: true, udpGso: true, udpGro: true, coalesceTcp: true, coalesceUdp: true, udpGsoRuns: false, trustOuterChecksum: true,
 });
 
 export const UDP_AGENT_DEFAULTS: UdpAgentOptions = Object.freeze({
