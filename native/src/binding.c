@@ -370,6 +370,17 @@ static napi_value udp_reject_zero_checksum(napi_env env, napi_callback_info info
   return NULL;
 }
 
+/* udpSteerByInnerFlow(fd, group): see weft_udp_steer_by_inner_flow */
+static napi_value udp_steer_by_inner_flow(napi_env env, napi_callback_info info) {
+  int32_t fd, group;
+  GET_ARGS(2);
+  if (!get_i32(env, argv[0], &fd) || !get_i32(env, argv[1], &group) || group < 1 || group > 1024)
+    return throw_arg(env, "udpSteerByInnerFlow(fd, group 1..1024): bad arguments");
+  int r = weft_udp_steer_by_inner_flow(fd, group);
+  if (r < 0) return throw_errno(env, "setsockopt(SO_ATTACH_REUSEPORT_CBPF)", -r);
+  return NULL;
+}
+
 /* udpSocketDrops(fd) -> number */
 static napi_value udp_socket_drops(napi_env env, napi_callback_info info) {
   int32_t fd;
@@ -780,6 +791,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"udpGsoSupported", NULL, udp_gso_supported, NULL, NULL, NULL, napi_default, NULL},
       {"udpRejectZeroChecksum", NULL, udp_reject_zero_checksum, NULL, NULL, NULL, napi_default, NULL},
       {"udpSocketDrops", NULL, udp_socket_drops, NULL, NULL, NULL, napi_default, NULL},
+      {"udpSteerByInnerFlow", NULL, udp_steer_by_inner_flow, NULL, NULL, NULL, napi_default, NULL},
       {"gsoSplit", NULL, gso_split, NULL, NULL, NULL, napi_default, NULL},
       {"groCoalesce", NULL, gro_coalesce, NULL, NULL, NULL, napi_default, NULL},
       {"csumComplete", NULL, csum_complete, NULL, NULL, NULL, napi_default, NULL},

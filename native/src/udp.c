@@ -83,6 +83,44 @@ int weft_udp_reject_zero_csum(int fd) {
   return 0;
 }
 
+int weft_udp_steer_by_inner_flow(int fd, int group) {
+  if (group < 1) return -EINVAL;
+  /* a reuseport program sees the datagram from its payload on: the inner IPv4 header.
+     A load past the end ends the program with 0: such datagrams go to socket 0. */
+  struct sock_filter code[] = {
+      /* 0 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0),
+      /* 1 */ BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xf0),
+      /* 2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x40, 1, 0),
+      /* 3 */ BPF_STMT(BPF_RET | BPF_K, 0),                      /* not IPv4 */
+      /* 4 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 12),            /* source */
+      /* 5 */ BPF_STMT(BPF_MISC | BPF_TAX, 0),
+      /* 6 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 16),            /* destination */
+      /* 7 */ BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+      /* 8 */ BPF_STMT(BPF_ST, 0),                                /* M[0] = src ^ dst */
+      /* 9 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 6),             /* fragment offset, MF */
+      /* 10 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x3fff, 9, 0), /* a fragment: addresses only (20) */
+      /* 11 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 9),            /* protocol */
+      /* 12 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 6, 1, 0),     /* TCP: 14 */
+      /* 13 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 17, 0, 6),    /* UDP: 14, else 20 */
+      /* 14 */ BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 0),           /* X = header length */
+      /* 15 */ BPF_STMT(BPF_LD | BPF_W | BPF_IND, 0),            /* both ports */
+      /* 16 */ BPF_STMT(BPF_MISC | BPF_TAX, 0),
+      /* 17 */ BPF_STMT(BPF_LD | BPF_MEM, 0),
+      /* 18 */ BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+      /* 19 */ BPF_STMT(BPF_ST, 0),                               /* M[0] ^= ports */
+      /* 20 */ BPF_STMT(BPF_LD | BPF_MEM, 0),
+      /* every input bit must reach the bits kept: connect() hands out ports of one parity, so
+         the low bits alone would send every stream between two pods to one worker */
+      /* 21 */ BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 0x9e3779b1),
+      /* 22 */ BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16),
+      /* 23 */ BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, (uint32_t)group),
+      /* 24 */ BPF_STMT(BPF_RET | BPF_A, 0),
+  };
+  struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog)) < 0) return -errno;
+  return 0;
+}
+
 int64_t weft_udp_socket_drops(int fd) {
   uint32_t mem[SK_MEMINFO_VARS];
   socklen_t len = sizeof(mem);

@@ -139,6 +139,16 @@ int weft_udp_gso_supported(int fd);
  */
 int weft_udp_reject_zero_csum(int fd);
 
+/*
+ * Steers datagrams among the `group` sockets of a SO_REUSEPORT group (the
+ * i-th bound is index i) by the inner packet's flow: a hash of the inner IPv4
+ * source and destination and, for unfragmented TCP/UDP, the ports, modulo
+ * `group`. All flows between two hosts share one outer 4-tuple, which the
+ * kernel's own choice would send to one socket. Attach to any member once.
+ * 0 or -errno.
+ */
+int weft_udp_steer_by_inner_flow(int fd, int group);
+
 /* Datagrams the kernel dropped at this socket (buffer full, the filter): SO_MEMINFO's drops; -errno on failure. */
 int64_t weft_udp_socket_drops(int fd);
 

@@ -173,6 +173,8 @@ export function addAgentCommand(program: Command): Command {
       .argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--peer-counters [bool]', 'udp backend: count packets, bytes and drops per peer (weft status, weft_peer_* metrics); =false only to measure their cost')
       .argParser(parseBool).default(true).preset(true))
+    .addOption(new Option('--spread-flows [bool]', 'with --workers > 1: pick the receiving worker by the inner flow (a reuseport program) and let each worker send from its own source port')
+      .argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--adaptive-poll [bool]', 'after handling packets, poll for a window that grows while packets keep coming soon after and shrinks to nothing when they do not (lower latency under load, no CPU when idle)')
       .argParser(parseBool).default(false).preset(true))
     .addOption(new Option('--busy-poll-us <microseconds>', 'keep polling this long after handling packets instead of sleeping: lower latency, more CPU (0 = off)')
@@ -250,6 +252,7 @@ export function addAgentCommand(program: Command): Command {
         socketBufferBytes: o['socketBuffer'] as number,
         busyPollMicros: o['busyPollUs'] as number,
         adaptivePoll: o['adaptivePoll'] as boolean,
+        spreadFlows: o['spreadFlows'] as boolean,
         icmpPerSecond: UDP_AGENT_DEFAULTS.icmpPerSecond,
         sourceValidation: o['sourceValidation'] as boolean,
         peerCounters: o['peerCounters'] as boolean,

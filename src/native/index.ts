@@ -109,6 +109,8 @@ export interface NativeBinding {
   udpRejectZeroChecksum(fd: number): void;
   /** Datagrams the kernel dropped at this socket: its buffer was full, or the filter refused them (SO_MEMINFO). */
   udpSocketDrops(fd: number): number;
+  /** Spreads a SO_REUSEPORT group's datagrams over its `group` sockets by the inner packet's flow (attach to one member). */
+  udpSteerByInnerFlow(fd: number, group: number): void;
 
   /** The split as the send path does it: wire packets, or null when the packet cannot be split. For tests and benchmarks. */
   gsoSplit(packetWithVnetHeader: Uint8Array): Buffer[] | null;

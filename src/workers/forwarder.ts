@@ -91,6 +91,8 @@ const DATAGRAMS_PER_MESSAGE = 64;
 export interface ForwarderOptions {
   readonly tunFd: number;
   readonly udpFd: number;
+  /** Where encapsulated packets leave from (its own source port per worker); default udpFd. ICMP errors answer from udpFd. */
+  readonly sendFd?: number;
   /** Source address of ICMP errors this host generates (the TUN's address). */
   readonly tunAddress: number;
   /** This host's lease: decapsulated packets must be addressed inside it. */
@@ -245,7 +247,8 @@ export class Forwarder {
 
   /** Drains the TUN (up to maxBatchesPerWakeup batches). Returns packets read. */
   pumpTun(): number {
-    const { tunFd, udpFd, batchSize, tunSlotSize } = this.opt;
+    const { tunFd, batchSize, tunSlotSize } = this.opt;
+    const udpFd = this.opt.sendFd ?? this.opt.udpFd;
     const io = this.io;
     const c = this.c;
     const slab = this.tunSlab;

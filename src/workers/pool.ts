@@ -19,6 +19,8 @@ export interface PoolOptions extends Omit<ForwarderOptions, 'tunFd' | 'udpFd' | 
   readonly tunFds: readonly number[];
   /** One UDP socket per worker (SO_REUSEPORT), or one shared by all. */
   readonly udpFds: readonly number[];
+  /** Per worker, the socket its encapsulated packets leave from (default: its udpFd). */
+  readonly sendFds?: readonly number[];
   readonly workers: number;
   /** Keep per-peer counters (default true; off only to measure what they cost). */
   readonly peerCounters?: boolean;
@@ -66,7 +68,7 @@ export class ForwarderPool extends EventEmitter {
   static async start(options: PoolOptions, onError: (err: DataPlaneError) => void): Promise<ForwarderPool> {
     if (options.workers < 1) throw new StateError('a forwarder pool needs at least one worker');
     const pool = new ForwarderPool(onError);
-    const { tunFds, udpFds, workers, ...shared } = options;
+    const { tunFds, udpFds, sendFds, workers, ...shared } = options;
     const starts: Promise<void>[] = [];
     const { peerCounters: keepPeerCounters, ...forwarderShared } = shared;
     for (let i = 0; i < workers; i++) {
@@ -76,6 +78,7 @@ export class ForwarderPool extends EventEmitter {
         ...forwarderShared,
         tunFd: tunFds[i % tunFds.length] as number,
         udpFd: udpFds[i % udpFds.length] as number,
+        ...(sendFds === undefined || sendFds.length === 0 ? {} : { sendFd: sendFds[i % sendFds.length] as number }),
         counters,
         peerCounters,
       };

@@ -67,6 +67,8 @@ export class UdpBackend implements Backend {
   offloads: OffloadOptions = NO_OFFLOADS;
   /** One socket per worker; with several, SO_REUSEPORT keeps each peer's datagrams on one of them (in order). */
   private readonly udpFds: number[] = [];
+  /** With --spread-flows and several workers: worker w >= 1 sends from sendFds[w - 1], its own source port. */
+  private readonly sendFds: number[] = [];
   private pool: ForwarderPool | undefined;
   private stopped = false;
   /** Called when the data plane fails at run time (a worker died); the agent replaces it to stop. */
@@ -119,6 +121,7 @@ export class UdpBackend implements Backend {
       throw toSysError(err, `cannot open UDP port ${formatIpv4(bind)}:${port}`,
         'is another flanneld or weft using the port? (Backend.Port in net-conf.json chooses it)');
     }
+    if (o.workers > 1 && o.spreadFlows !== false) this.spreadFlows(bind);
     const want = o.offloads;
     this.device = await TunDevice.create(native, {
       name: o.tunName,
@@ -136,6 +139,7 @@ export class UdpBackend implements Backend {
     this.pool = await ForwarderPool.start({
       tunFds: this.device.fds,
       udpFds: this.udpFds,
+      ...(this.sendFds.length === 0 ? {} : { sendFds: [this.udpFds[0] as number, ...this.sendFds] }),
       workers: o.workers,
       tunAddress: subnet.network,
       localSubnet: subnet,
@@ -152,6 +156,28 @@ export class UdpBackend implements Backend {
       peerCounters: o.peerCounters ?? true,
     }, (err) => this.onFatal(err));
     log.info({ workers: o.workers, batch: o.batchSize }, 'data plane running');
+  }
+
+  /**
+   * Several workers: all flows between two hosts share one outer 4-tuple, so
+   * the kernel's reuseport choice would hand every datagram from a peer to one
+   * worker. A reuseport program picks the worker by the inner flow instead, and
+   * workers past the first send from their own source port (a flannel peer
+   * ignores the source port; a weft peer goes by the inner flow anyway).
+   */
+  private spreadFlows(bind: number): void {
+    const native = this.native as NativeBinding;
+    const o = this.ctx.udp;
+    try {
+      native.udpSteerByInnerFlow(this.udpFds[0] as number, o.workers);
+      for (let w = 1; w < o.workers; w++) {
+        this.sendFds.push(native.udpOpen(bind, 0, 0, o.socketBufferBytes, o.socketBufferBytes).fd);
+      }
+      this.ctx.log.info({ workers: o.workers }, 'received flows spread over the workers by the inner packet; each worker sends from its own port');
+    } catch (err) {
+      for (const fd of this.sendFds.splice(0)) native.closeFd(fd);
+      this.ctx.log.warn({ err: (err as Error).message }, 'cannot spread flows over the workers: each peer\'s datagrams go to one worker');
+    }
   }
 
   /** Turns on what was asked for and the kernel supports; says once what falls back. */
@@ -280,7 +306,7 @@ export class UdpBackend implements Backend {
     const totals = this.counters();
     if (this.pool !== undefined) await this.pool.stop();
     this.device?.close();
-    for (const fd of this.udpFds.splice(0)) this.native?.closeFd(fd);
+    for (const fd of [...this.udpFds.splice(0), ...this.sendFds.splice(0)]) this.native?.closeFd(fd);
     if (this.pool !== undefined) this.ctx.log.info({ counters: totals }, 'data plane stopped');
   }
 }

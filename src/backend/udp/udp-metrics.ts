@@ -106,6 +106,19 @@ export function registerDataPlaneMetrics(registry: Registry, source: DataPlaneSo
       },
     });
   }
+  const perWorker: PromCounter<string> = new PromCounter({
+    name: 'weft_worker_packets_total',
+    help: 'Packets each data-plane worker took in: from the TUN (tun_rx) and from peers (udp_rx); how evenly the workers share the load',
+    labelNames: ['worker', 'from'],
+    registers: [registry],
+    collect() {
+      perWorker.reset();
+      source.counterBlocks().forEach((b, w) => {
+        perWorker.inc({ worker: String(w), from: 'tun_rx' }, b[Counter.TunRxPackets] as number);
+        perWorker.inc({ worker: String(w), from: 'udp_rx' }, b[Counter.UdpRxPackets] as number);
+      });
+    },
+  });
   new Gauge({
     name: 'weft_workers',
     help: 'Data-plane worker threads',

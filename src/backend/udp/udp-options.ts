@@ -38,6 +38,12 @@ export interface UdpAgentOptions {
   readonly busyPollMicros: number;
   /** Workers poll for a window that adapts to the traffic (src/workers/poll-window.ts); --busy-poll-us wins. */
   readonly adaptivePoll?: boolean;
+  /**
+   * With several workers: each worker past the first sends from its own
+   * socket and source port, and received datagrams are spread over the
+   * workers by the inner flow (a reuseport program), not the outer 4-tuple.
+   */
+  readonly spreadFlows?: boolean;
   readonly icmpPerSecond: number;
   /**
    * Deliver a datagram only if it comes from a known host's public IP and its
