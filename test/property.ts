@@ -102,6 +102,18 @@ export function refMask(addr: number, length: number): number {
   return addr - (addr % size);
 }
 
+/** "a.b.c.d": four decimal octets 0..255, 1 to 3 ASCII digits, no leading zero (except "0" itself); by splitting. */
+export function refParseIpv4(text: string): number | undefined {
+  const parts = text.split('.');
+  if (parts.length !== 4) return undefined;
+  let value = 0;
+  for (const part of parts) {
+    if (!/^[0-9]{1,3}$/.test(part) || (part.length > 1 && part[0] === '0') || Number(part) > 255) return undefined;
+    value = value * 256 + Number(part);
+  }
+  return value;
+}
+
 /** "a.b.c.d" by division. */
 export function refFormatIpv4(addr: number): string {
   return [3, 2, 1, 0].map((k) => Math.floor(addr / 256 ** k) % 256).join('.');

@@ -18,6 +18,7 @@ import {
   refFormatIpv4,
   refFormatPrefix,
   refMask,
+  refParseIpv4,
   uint32Arb,
 } from '../property';
 
@@ -25,21 +26,6 @@ import {
 // Reference text parsing: split and check each piece
 
 const isAsciiDigits = (s: string): boolean => s.length > 0 && [...s].every((c) => c >= '0' && c <= '9');
-
-/** "a.b.c.d": four decimal octets 0..255, 1 to 3 ASCII digits, no leading zero (except "0" itself). */
-function refParseIpv4(text: string): number | undefined {
-  const parts = text.split('.');
-  if (parts.length !== 4) return undefined;
-  let value = 0;
-  for (const part of parts) {
-    if (!isAsciiDigits(part) || part.length > 3) return undefined;
-    if (part.length > 1 && part[0] === '0') return undefined;
-    const octet = Number(part);
-    if (octet > 255) return undefined;
-    value = value * 256 + octet;
-  }
-  return value;
-}
 
 /** "a.b.c.d/n": an address, one slash, a length of 1 or 2 ASCII digits up to 32 (Go's ParseCIDR also takes "/08"). */
 function refParseCidr(text: string): { address: number; network: number; length: number } | undefined {

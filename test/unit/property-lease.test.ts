@@ -24,6 +24,8 @@ import {
   assertUint32,
   checkProperty,
   garbageTextArb,
+  type Json,
+  type JsonObject,
   jsonTextArb,
   mutatedJsonArb,
   mutatedTextArb,
@@ -33,9 +35,8 @@ import {
   prefixArb,
   refFormatIpv4,
   refMask,
+  refParseIpv4,
   uint32Arb,
-  type Json,
-  type JsonObject,
 } from '../property';
 
 const WHERE = 'etcd key /coreos.com/network/subnets/10.244.52.0-24';
@@ -130,17 +131,6 @@ function assertReencodes(a: LeaseAttrs, what: string): void {
 // ---------------------------------------------------------------------------
 // Subnet key names: a reference by splitting
 
-function refParseOctets(text: string): number | undefined {
-  const parts = text.split('.');
-  if (parts.length !== 4) return undefined;
-  let v = 0;
-  for (const p of parts) {
-    if (!/^[0-9]{1,3}$/.test(p) || (p.length > 1 && p[0] === '0') || Number(p) > 255) return undefined;
-    v = v * 256 + Number(p);
-  }
-  return v;
-}
-
 /** "a.b.c.d-len", optionally "&<IPv6 hex and colons>-<1..3 digits>" after it; no host bits, no leading zero in len. */
 function refParseKey(name: string): { network: number; length: number } | undefined {
   const amp = name.indexOf('&');
@@ -152,7 +142,7 @@ function refParseKey(name: string): { network: number; length: number } | undefi
   }
   const parts = v4.split('-');
   if (parts.length !== 2) return undefined;
-  const network = refParseOctets(parts[0] as string);
+  const network = refParseIpv4(parts[0] as string);
   const lenText = parts[1] as string;
   if (network === undefined || !/^[0-9]{1,2}$/.test(lenText) || String(Number(lenText)) !== lenText) return undefined;
   const length = Number(lenText);

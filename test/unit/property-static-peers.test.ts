@@ -23,6 +23,7 @@ import {
   refFormatIpv4,
   refFormatPrefix,
   refMask,
+  refParseIpv4,
   uint32Arb,
 } from '../property';
 
@@ -30,17 +31,6 @@ const FILE = '/etc/weft/peers';
 
 // ---------------------------------------------------------------------------
 // Reference parsing, by splitting
-
-function refParseIpv4(text: string): number | undefined {
-  const parts = text.split('.');
-  if (parts.length !== 4) return undefined;
-  let v = 0;
-  for (const p of parts) {
-    if (!/^[0-9]{1,3}$/.test(p) || (p.length > 1 && p[0] === '0') || Number(p) > 255) return undefined;
-    v = v * 256 + Number(p);
-  }
-  return v;
-}
 
 /** CIDR=IP[:PORT]: split at the first "=", each side trimmed; no host bits; a port of 1..5 digits, 1..65535. */
 function refParsePeer(text: string): StaticPeer | undefined {
