@@ -112,6 +112,7 @@ export const METRICS: readonly MetricDef[] = [
   { key: 'idle.agent1Percent', group: 'idle', label: 'idle host 1', unit: '% of a core', digits: 2, get: (r) => r.idle?.agentPercent[0] },
   { key: 'idle.agent2Percent', group: 'idle', label: 'idle host 2', unit: '% of a core', digits: 2, get: (r) => r.idle?.agentPercent[1] },
 
+  { key: 'sockperf.tunReadsPerPacket', group: 'syscalls', label: 'TUN reads/pkt pp', unit: '', digits: 2, get: (r) => r.sockperf?.tunReadsPerPacket },
   { key: 'tcp1.encapPerPacket', group: 'syscalls', label: 'encap/pkt x1', unit: '', digits: 3, get: (r) => r.tcp1?.syscalls?.encapPerPacket },
   { key: 'tcp1.encapPerDatagram', group: 'syscalls', label: 'encap/dgram x1', unit: '', digits: 3, get: (r) => r.tcp1?.syscalls?.encapPerDatagram },
   { key: 'tcp1.encapPerMB', group: 'syscalls', label: 'encap/MB x1', unit: '', digits: 1, get: (r) => r.tcp1?.syscalls?.encapPerMB },

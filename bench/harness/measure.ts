@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import type { Lab } from '../../src/lab/lab';
 import { parseIperfTcp, parseIperfUdp, parsePing, parseSockperf, type LatencyResult, type SockperfResult, type TcpResult, type UdpResult } from './parse';
-import { cpuSpent, metricDeltas, processCpuSeconds, processRuntimeSeconds, readCpu, scrapeAgent, syscallFigures, type CpuSpent, type Metrics, type SyscallFigures } from './probes';
+import { cpuSpent, metricDeltas, processCpuSeconds, processRuntimeSeconds, readCpu, scrapeAgent, syscallFigures, syscallKey, type CpuSpent, type Metrics, type SyscallFigures } from './probes';
 import { recordProfile, type ProfileFigures, type ProfileTarget } from './profile';
 import { AGENT_HEALTH_PORT, type ModeLab } from './topology';
 
@@ -44,7 +44,10 @@ export interface UdpFigures extends UdpResult {
 }
 
 export type PingFigures = LatencyResult;
-export type SockperfFigures = SockperfResult;
+export interface SockperfFigures extends SockperfResult {
+  /** weft: TUN read(2) calls per packet read from the TUN, both agents together (1.0: no read found the TUN empty). */
+  readonly tunReadsPerPacket?: number;
+}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -212,9 +215,20 @@ export async function measureSockperf(ml: ModeLab, seconds: number, pins?: CpuPi
   const srv = await startServer(lab, server.podNs as string, srvFile, srvArgs, SOCKPERF_PORT, 'udp');
   try {
     const [file, args] = pinned(pins?.client, 'sockperf', ['pp', '-i', server.podIp, '-p', String(SOCKPERF_PORT), '-t', String(seconds)]);
+    const metricsBefore = await scrapeAll(ml);
     const r = await lab.execResult(client.podNs as string, file, args, { timeoutMs: (seconds + 20) * 1000 });
     if (r.code !== 0) throw commandFailure('sockperf pp', r);
-    return parseSockperf(r.stdout);
+    const latency = parseSockperf(r.stdout);
+    if (!ml.dataPlaneAgents) return latency;
+    const metricsAfter = await scrapeAll(ml);
+    let reads = 0;
+    let packets = 0;
+    metricsAfter.forEach((after, i) => {
+      const d = metricDeltas(metricsBefore[i] as Metrics, after);
+      reads += d[syscallKey('tun_read')] ?? 0;
+      packets += d['weft_tun_rx_packets_total'] ?? 0;
+    });
+    return { ...latency, tunReadsPerPacket: packets > 0 ? reads / packets : NaN };
   } finally {
     await stopServer(srv);
   }

@@ -119,6 +119,12 @@ export const WEFT_VARIANTS: readonly WeftVariant[] = [
     about: 'the defaults with adaptive polling (a window of 20-200 us that follows the traffic)',
   },
   {
+    name: 'weft-no-short-reads',
+    flags: ['--short-tun-reads=false'],
+    default: false,
+    about: 'the defaults, but every pass reads the TUN until it is empty (one empty read per wake-up)',
+  },
+  {
     name: 'weft-flannel-like',
     flags: [...OFFLOAD_FLAGS.map((f) => `${f}=false`), '--batch-size=1'],
     default: false,

@@ -37,7 +37,8 @@ const GROUP_TITLES: Readonly<Record<Exclude<MetricGroup, 'lossfree' | 'idle'>, s
   latency: 'Latency (ping: round trip, 10 ms apart; sockperf ping-pong over UDP: one way = half the round trip; ' +
     'sockperf+TCP: the same while one iperf3 TCP stream runs pod 1 -> pod 2, "TCP load" its rate)',
   cpu: 'CPU seconds per Gbit moved during the TCP runs (CPU = whole machine user+nice+system+irq+softirq; agents = utime+stime of both weft agents)',
-  syscalls: 'System calls during the TCP runs (encap = host 1 agent, tun_read+udp_send: per packet read from the TUN, per datagram sent, per MB; ' +
+  syscalls: 'System calls (TUN reads/pkt pp: TUN read calls per packet read from the TUN during sockperf ping-pong, both agents; ' +
+    'the rest during the TCP runs: encap = host 1 agent, tun_read+udp_send: per packet read from the TUN, per datagram sent, per MB; ' +
     'decap = host 2 agent, udp_recv+tun_write: per datagram received, per MB)',
 };
 

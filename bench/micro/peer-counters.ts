@@ -61,9 +61,11 @@ class ReplayIo implements PacketIo {
     return BATCH;
   }
 
-  tunReadBatch(_fd: number, slab: Uint8Array, slotSize: number, _max: number, lens: Int32Array, io: Uint32Array): number {
+  tunReadBatch(_fd: number, slab: Uint8Array, slotSize: number, _max: number, lens: Int32Array, io: Uint32Array, offsets?: Int32Array): number {
     io[0] = 1;
-    return this.replay(slab, slotSize, lens);
+    const n = this.replay(slab, slotSize, lens);
+    if (offsets !== undefined) for (let i = 0; i < n; i++) offsets[i] = i * slotSize; // slot by slot: a valid layout
+    return n;
   }
 
   udpRecvBatch(

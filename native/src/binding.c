@@ -97,6 +97,13 @@ static napi_value throw_arg(napi_env env, const char *what) {
   if (argc < (required)) return throw_arg(env, "missing arguments");      \
   if (argc > (most)) argc = (most)
 
+/* 1 for undefined or null: an optional argument left out. */
+static int is_nullish(napi_env env, napi_value v) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return 0;
+  return t == napi_undefined || t == napi_null;
+}
+
 static int get_i32(napi_env env, napi_value v, int32_t *out) {
   return napi_get_value_int32(env, v, out) == napi_ok;
 }
@@ -184,21 +191,33 @@ static napi_value tun_set_offload(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* tunReadBatch(fd, slab: Uint8Array, slotSize, max, lens: Int32Array, io: Uint32Array) -> count */
+/*
+ * tunReadBatch(fd, slab: Uint8Array, slotSize, max, lens: Int32Array, io: Uint32Array,
+ *              offsets?: Int32Array) -> count
+ * With offsets, packets are packed densely (see weft_tun_read_batch) and
+ * offsets[i] says where packet i starts.
+ */
 static napi_value tun_read_batch(napi_env env, napi_callback_info info) {
   int32_t fd, slot, max;
-  size_t slab_len, lens_len, io_len;
+  size_t slab_len, lens_len, io_len, off_len = 0;
   struct weft_io io = {0, 0, 0, 0, 0, 0};
-  GET_ARGS(6);
+  GET_ARGS_UP_TO(6, 7);
   uint8_t *slab = get_typed(env, argv[1], napi_uint8_array, &slab_len);
   int32_t *lens = get_typed(env, argv[4], napi_int32_array, &lens_len);
   uint32_t *io_out = get_typed(env, argv[5], napi_uint32_array, &io_len);
+  int32_t *offsets = NULL;
+  if (argc > 6 && !is_nullish(env, argv[6])) {
+    offsets = get_typed(env, argv[6], napi_int32_array, &off_len);
+    if (offsets == NULL) return throw_arg(env, "tunReadBatch: offsets must be an Int32Array");
+  }
   if (!get_i32(env, argv[0], &fd) || !get_i32(env, argv[2], &slot) || !get_i32(env, argv[3], &max) ||
       slab == NULL || lens == NULL || io_out == NULL || io_len < 6)
-    return throw_arg(env, "tunReadBatch(fd, slab, slotSize, max, lens, io): bad argument types");
+    return throw_arg(env, "tunReadBatch(fd, slab, slotSize, max, lens, io, offsets?): bad argument types");
   if (slot <= 0 || max < 0 || (size_t)max > lens_len || (size_t)max * (size_t)slot > slab_len)
     return throw_arg(env, "tunReadBatch: slab or lens too small for max * slotSize");
-  int n = weft_tun_read_batch(fd, slab, (size_t)slot, max, lens, &io);
+  if (offsets != NULL && ((size_t)max > off_len || slot % 64 != 0))
+    return throw_arg(env, "tunReadBatch: dense reads need max offsets and a slotSize that is a multiple of 64");
+  int n = weft_tun_read_batch(fd, slab, (size_t)slot, max, lens, offsets, &io);
   report_io(io_out, &io);
   if (n < 0) return throw_errno(env, "read", -n);
   return make_u32(env, (uint32_t)n);

@@ -46,11 +46,13 @@ int weft_tun_set_offload(int fd, unsigned int offload_flags) {
 }
 
 int weft_tun_read_batch(int fd, uint8_t *slab, size_t slot_size, int max,
-                        int32_t *lens, struct weft_io *io) {
+                        int32_t *lens, int32_t *offsets, struct weft_io *io) {
   int n = 0, refused = 0;
+  size_t at = 0; /* dense mode: where the next packet goes */
   uint8_t spill; /* one byte past the slot: a packet that reaches it did not fit */
   while (n < max) {
-    struct iovec iov[2] = {{slab + (size_t)n * slot_size, slot_size}, {&spill, 1}};
+    uint8_t *dst = offsets != NULL ? slab + at : slab + (size_t)n * slot_size;
+    struct iovec iov[2] = {{dst, slot_size}, {&spill, 1}};
     ssize_t r = readv(fd, iov, 2);
     io->syscalls++;
     if (r < 0) {
@@ -68,7 +70,14 @@ int weft_tun_read_batch(int fd, uint8_t *slab, size_t slot_size, int max,
       if (++refused >= max) break;
       continue;
     }
-    lens[n++] = (size_t)r > slot_size ? -1 : (int32_t)r;
+    if ((size_t)r > slot_size) {
+      lens[n] = -1; /* truncated: its bytes are garbage, and its room is reused */
+    } else {
+      lens[n] = (int32_t)r;
+      if (offsets != NULL) at += ((size_t)r + 63) & ~(size_t)63;
+    }
+    if (offsets != NULL) offsets[n] = (int32_t)(dst - slab);
+    n++;
   }
   return n;
 }

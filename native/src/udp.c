@@ -136,26 +136,39 @@ int weft_udp_gso_supported(int fd) {
   return getsockopt(fd, SOL_UDP, UDP_SEGMENT, &size, &len) == 0;
 }
 
+/* (Re)builds the receive headers when the slab, slot size, batch or GRO differ from last time. */
+static struct weft_recv_headers *recv_headers(struct weft_scratch *s, uint8_t *slab, size_t slot_size,
+                                              int max, int with_segs) {
+  struct weft_recv_headers *h = &s->recv;
+  if (h->slab == slab && h->slot_size == slot_size && h->max == max && h->with_segs == with_segs) return h;
+  for (int i = 0; i < max; i++) {
+    h->iov[i].iov_base = slab + (size_t)i * slot_size;
+    h->iov[i].iov_len = slot_size;
+    memset(&h->msgs[i].msg_hdr, 0, sizeof(h->msgs[i].msg_hdr));
+    h->msgs[i].msg_hdr.msg_iov = &h->iov[i];
+    h->msgs[i].msg_hdr.msg_iovlen = 1;
+    h->msgs[i].msg_hdr.msg_name = &h->addrs[i];
+    h->msgs[i].msg_hdr.msg_namelen = sizeof(h->addrs[i]);
+    if (with_segs) {
+      h->msgs[i].msg_hdr.msg_control = h->ctrl[i].buf;
+      h->msgs[i].msg_hdr.msg_controllen = sizeof(h->ctrl[i].buf);
+    }
+  }
+  h->slab = slab;
+  h->slot_size = slot_size;
+  h->max = max;
+  h->with_segs = with_segs;
+  return h;
+}
+
 int weft_udp_recv_batch(int fd, uint8_t *slab, size_t slot_size, int max, int32_t *lens,
                         int32_t *segs, uint32_t *addrs, uint16_t *ports, struct weft_scratch *s,
                         struct weft_io *io) {
   int n;
   if (max > WEFT_MAX_BATCH) max = WEFT_MAX_BATCH;
-  for (int i = 0; i < max; i++) {
-    s->iov[i].iov_base = slab + (size_t)i * slot_size;
-    s->iov[i].iov_len = slot_size;
-    memset(&s->msgs[i].msg_hdr, 0, sizeof(s->msgs[i].msg_hdr));
-    s->msgs[i].msg_hdr.msg_iov = &s->iov[i];
-    s->msgs[i].msg_hdr.msg_iovlen = 1;
-    s->msgs[i].msg_hdr.msg_name = &s->addrs[i];
-    s->msgs[i].msg_hdr.msg_namelen = sizeof(s->addrs[i]);
-    if (segs != NULL) {
-      s->msgs[i].msg_hdr.msg_control = s->ctrl[i].buf;
-      s->msgs[i].msg_hdr.msg_controllen = sizeof(s->ctrl[i].buf);
-    }
-  }
+  struct weft_recv_headers *h = recv_headers(s, slab, slot_size, max, segs != NULL);
   do {
-    n = recvmmsg(fd, s->msgs, (unsigned int)max, MSG_DONTWAIT, NULL);
+    n = recvmmsg(fd, h->msgs, (unsigned int)max, MSG_DONTWAIT, NULL);
     io->syscalls++;
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
@@ -163,10 +176,10 @@ int weft_udp_recv_batch(int fd, uint8_t *slab, size_t slot_size, int max, int32_
     return -errno;
   }
   for (int i = 0; i < n; i++) {
-    struct msghdr *m = &s->msgs[i].msg_hdr;
-    lens[i] = (m->msg_flags & MSG_TRUNC) ? -1 : (int32_t)s->msgs[i].msg_len;
-    addrs[i] = ntohl(s->addrs[i].sin_addr.s_addr);
-    ports[i] = ntohs(s->addrs[i].sin_port);
+    struct msghdr *m = &h->msgs[i].msg_hdr;
+    lens[i] = (m->msg_flags & MSG_TRUNC) ? -1 : (int32_t)h->msgs[i].msg_len;
+    addrs[i] = ntohl(h->addrs[i].sin_addr.s_addr);
+    ports[i] = ntohs(h->addrs[i].sin_port);
     if (segs != NULL) {
       segs[i] = 0;
       /* without its control message a GRO message could not be split: drop it whole */
@@ -178,7 +191,9 @@ int weft_udp_recv_batch(int fd, uint8_t *slab, size_t slot_size, int max, int32_
           segs[i] = size;
         }
       }
+      m->msg_controllen = sizeof(h->ctrl[i].buf); /* the kernel wrote what it used */
     }
+    m->msg_namelen = sizeof(h->addrs[i]);
   }
   return n;
 }

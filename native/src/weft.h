@@ -54,7 +54,26 @@ struct weft_io {
 };
 
 /* Per-thread scratch space for batch calls; one per worker, never shared. */
+/*
+ * recvmmsg headers, built once for a (slab, slot size, batch, GRO) and reused:
+ * a call only resets what the kernel wrote into the headers it filled.
+ */
+struct weft_recv_headers {
+  struct mmsghdr msgs[WEFT_MAX_BATCH];
+  struct iovec iov[WEFT_MAX_BATCH];
+  struct sockaddr_in addrs[WEFT_MAX_BATCH];
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctrl[WEFT_MAX_BATCH];
+  const uint8_t *slab; /* the key the headers were built for; NULL: none yet */
+  size_t slot_size;
+  int max;
+  int with_segs;
+};
+
 struct weft_scratch {
+  struct weft_recv_headers recv;
   struct mmsghdr msgs[WEFT_MAX_BATCH];
   struct sockaddr_in addrs[WEFT_MAX_BATCH];
   union {
@@ -87,14 +106,20 @@ int weft_tun_open(const char *name, int flags, char *out_name, const char **fail
 int weft_tun_set_offload(int fd, unsigned int offload_flags);
 
 /*
- * Reads up to max packets; packet i lands at slab + i*slot_size and its
- * length goes to lens[i] (-1 when it did not fit the slot). Stops early when
- * the device is empty (EAGAIN). A packet the kernel refuses to hand over is
- * counted in io->failed. Returns the count read, or -errno when the first
- * read finds the device gone (EBADF, EBADFD, EIO).
+ * Reads up to max packets; each read may take up to slot_size bytes and its
+ * length goes to lens[i] (-1 when it did not fit). Without offsets, packet i
+ * lands at slab + i*slot_size. With offsets (dense mode), packets are packed
+ * one after another, each starting on a 64-byte boundary, and packet i's
+ * start goes to offsets[i]: small packets share cache lines' pages instead of
+ * one slot each. slot_size must then be a multiple of 64, so max packets
+ * always fit in max*slot_size bytes. Stops early when the device is empty
+ * (EAGAIN); a caller that passes max = 1 reads one packet and makes no
+ * second read. A packet the kernel refuses to hand over is counted in
+ * io->failed. Returns the count read, or -errno when the first read finds the
+ * device gone (EBADF, EBADFD, EIO).
  */
 int weft_tun_read_batch(int fd, uint8_t *slab, size_t slot_size, int max,
-                        int32_t *lens, struct weft_io *io);
+                        int32_t *lens, int32_t *offsets, struct weft_io *io);
 
 /*
  * Writes count packets (slab + offsets[i], lens[i]), one write(2) each.

@@ -177,6 +177,8 @@ export function addAgentCommand(program: Command): Command {
       .argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--adaptive-poll [bool]', 'after handling packets, poll for a window that grows while packets keep coming soon after and shrinks to nothing when they do not (lower latency under load, no CPU when idle)')
       .argParser(parseBool).default(false).preset(true))
+    .addOption(new Option('--short-tun-reads [bool]', 'udp backend: while packets come one at a time, read one per wake-up instead of reading until the TUN is empty (one system call less per packet); =false always reads until empty')
+      .argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--busy-poll-us <microseconds>', 'keep polling this long after handling packets instead of sleeping: lower latency, more CPU (0 = off)')
       .argParser(intIn('--busy-poll-us', 0, 10_000)).default(0))
     .addOption(new Option('-v, --verbosity <level>', 'log verbosity: 0 info, 1 debug, 2 trace (flanneld: -v=N)')
@@ -252,6 +254,7 @@ export function addAgentCommand(program: Command): Command {
         socketBufferBytes: o['socketBuffer'] as number,
         busyPollMicros: o['busyPollUs'] as number,
         adaptivePoll: o['adaptivePoll'] as boolean,
+        shortTunReads: o['shortTunReads'] as boolean,
         spreadFlows: o['spreadFlows'] as boolean,
         icmpPerSecond: UDP_AGENT_DEFAULTS.icmpPerSecond,
         sourceValidation: o['sourceValidation'] as boolean,

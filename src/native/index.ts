@@ -57,11 +57,14 @@ export interface NativeBinding {
   tunOpen(name: string, flags: number): TunHandle;
   tunSetOffload(fd: number, flags: number): void;
   /**
-   * Reads up to `max` packets: packet i at `slab[i*slotSize]`, length in lens[i]
-   * (-1 when it did not fit the slot). Returns the count (0 when the device is
-   * empty). The bytes are valid until the next read into the same slab.
+   * Reads up to `max` packets, each of at most `slotSize` bytes; length in
+   * lens[i] (-1 when it did not fit). Without `offsets`, packet i is at
+   * `slab[i*slotSize]`; with them (dense: slotSize a multiple of 64), packets
+   * follow each other on 64-byte boundaries and packet i starts at offsets[i].
+   * Returns the count (0 when the device is empty); `max` = 1 makes exactly
+   * one read. The bytes are valid until the next read into the same slab.
    */
-  tunReadBatch(fd: number, slab: Uint8Array, slotSize: number, max: number, lens: Int32Array, io: Uint32Array): number;
+  tunReadBatch(fd: number, slab: Uint8Array, slotSize: number, max: number, lens: Int32Array, io: Uint32Array, offsets?: Int32Array): number;
   /** Writes packets `slab[offsets[i]..+lens[i]]` for i < count. Returns how many the kernel took. */
   tunWriteBatch(fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array, count: number, io: Uint32Array): number;
 

@@ -8,6 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { loadNative } from '../native';
 import { Forwarder } from './forwarder';
 import { PollWindow } from './poll-window';
+import { ReadLimit } from './read-limit';
 import type { ControlMessage, WorkerInit, WorkerMessage } from './messages';
 
 /** Longest stretch a worker polls without returning to its event loop. */
@@ -34,6 +35,8 @@ function main(): void {
   /** A pass that hit this many packets stopped with more waiting: the watcher fires again at once, no need to poll. */
   const fullPass = init.batchSize * (init.maxBatchesPerWakeup ?? 8);
   const nowMicros = (): number => performance.now() * 1000;
+  // no empty read ending each pass while packets come one at a time (polling modes read until empty)
+  const readLimit = spinUs === 0 && adaptive === null && init.shortTunReads !== false ? new ReadLimit(init.batchSize) : null;
   /**
    * Polls both descriptors for up to `us` at a time, handling what arrives,
    * until a window passes empty, or SPIN_SESSION_MICROS have passed: then the
@@ -59,7 +62,13 @@ function main(): void {
   const tunWatch = native.pollStart(init.tunFd, (status) => {
     tunFail(status);
     adaptive?.woke(nowMicros());
-    afterPass(forwarder.pumpTun());
+    if (readLimit !== null) {
+      const read = forwarder.pumpTun(readLimit.start(nowMicros()));
+      readLimit.end(read, nowMicros());
+      afterPass(read);
+    } else {
+      afterPass(forwarder.pumpTun());
+    }
   });
   const udpWatch = native.pollStart(init.udpFd, (status) => {
     udpFail(status);

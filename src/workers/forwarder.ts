@@ -120,6 +120,8 @@ export interface ForwarderOptions {
   readonly busyPollMicros?: number;
   /** Poll before sleeping for a window that adapts to the traffic (poll-window.ts); busyPollMicros > 0 wins. */
   readonly adaptivePoll?: boolean;
+  /** Read one TUN packet per pass while they come one at a time (read-limit.ts); default true, ignored when polling. */
+  readonly shortTunReads?: boolean;
 }
 
 /** The per-peer block if it has room for every slot of `routes`, else null (counting stops rather than mixing peers). */
@@ -154,6 +156,8 @@ export class Forwarder {
   // encap state
   private readonly tunSlab: Buffer;
   private readonly tunLens: Int32Array;
+  /** Where each packet of the last TUN read starts (dense reads). */
+  private readonly tunOffsets: Int32Array;
   private readonly sendOffsets: Int32Array;
   private readonly sendLens: Int32Array;
   private readonly sendAddrs: Uint32Array;
@@ -204,6 +208,7 @@ export class Forwarder {
 
     this.tunSlab = Buffer.alloc(n * options.tunSlotSize);
     this.tunLens = new Int32Array(n);
+    this.tunOffsets = new Int32Array(n);
     this.sendOffsets = new Int32Array(n);
     this.sendLens = new Int32Array(n);
     this.sendAddrs = new Uint32Array(n);
@@ -245,22 +250,29 @@ export class Forwarder {
     this.c[Counter.RouteUpdates]++;
   }
 
-  /** Drains the TUN (up to maxBatchesPerWakeup batches). Returns packets read. */
-  pumpTun(): number {
+  /**
+   * Drains the TUN (up to maxBatchesPerWakeup batches). Returns packets read.
+   * `readLimit` (default: the batch size) caps the first batch: a caller that
+   * expects one packet passes 1, and no read then ends the pass by finding
+   * the device empty (the readiness watcher fires again if more waited).
+   */
+  pumpTun(readLimit?: number): number {
     const { tunFd, batchSize, tunSlotSize } = this.opt;
     const udpFd = this.opt.sendFd ?? this.opt.udpFd;
     const io = this.io;
     const c = this.c;
     const slab = this.tunSlab;
     const lens = this.tunLens;
+    const offsets = this.tunOffsets;
     const res = this.ioResult;
     const vnet = this.off.vnetHdr;
     const hdr = vnet ? io.VNET_HDR_LEN : 0;
     const pc = this.pc;
     const slots = this.sendSlots;
     let total = 0;
+    const want = readLimit === undefined ? batchSize : Math.max(1, Math.min(readLimit, batchSize));
     for (let round = 0; round < this.maxRounds; round++) {
-      const n = io.tunReadBatch(tunFd, slab, tunSlotSize, batchSize, lens, res);
+      const n = io.tunReadBatch(tunFd, slab, tunSlotSize, want, lens, res, offsets);
       c[Counter.SyscallsTunRead] += res[0] as number;
       c[Counter.BatchesTunRead]++;
       if (n === 0) break;
@@ -270,7 +282,7 @@ export class Forwarder {
       let icmp = 0;
       let bytes = 0;
       for (let i = 0; i < n; i++) {
-        const slot = i * tunSlotSize;
+        const slot = offsets[i] as number; // packed densely by the read
         const ip = slot + hdr; // the IP packet (after the virtio-net header in vnet mode)
         if ((lens[i] as number) < 0) {
           c[Counter.DropTunTruncated]++;
@@ -332,7 +344,8 @@ export class Forwarder {
         }
       }
       if (icmp > 0) this.flushIcmpToTun(icmp);
-      if (n < batchSize) break;
+      // a short batch found the device empty; a capped one leaves the rest to the watcher
+      if (n < want || want < batchSize) break;
     }
     return total;
   }

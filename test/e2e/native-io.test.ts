@@ -15,6 +15,7 @@ interface Checks {
   truncated: number;
   spinOnError: number;
   stalePollStop: number;
+  denseRead: { packets: number[][]; capped: number[] };
   packedRuns: {
     runs: { received: Record<string, string[]>; sent: number; syscalls: number; failed: number; perPacket: number[][] };
     refused: { received: Record<string, string[]>; sent: number; syscalls: number; failed: number; perPacket: number[][] };
@@ -53,6 +54,23 @@ describe('native addon edge cases in a namespace', { skip }, () => {
 
   test('stopping stale watcher handles leaves newer watchers running', () => {
     assert.equal(checks.stalePollStop, 10);
+  });
+
+  test('a dense TUN read packs packets of several sizes on 64-byte boundaries, each intact; a read capped at one makes one read', () => {
+    const { packets, capped } = checks.denseRead;
+    assert.deepEqual(packets.map((p) => p[2]), [10, 100, 1000, 30, 1300, 64], 'every datagram, in order');
+    assert.ok(packets.every((p) => p[3] === 1), 'each payload is the bytes sent');
+    for (const p of packets) assert.equal((p[0] as number) % 64, 0, `offset ${p[0]} is on a 64-byte boundary`);
+    // after the capped first read, the rest came in full reads: packed back to back (next = this + length rounded up to 64)
+    const dense = packets.slice(1);
+    for (let i = 1; i < dense.length; i++) {
+      const prev = dense[i - 1] as number[];
+      const cur = dense[i] as number[];
+      if ((cur[0] as number) === 0) continue; // a new read call starts again at 0
+      assert.equal(cur[0], (prev[0] as number) + Math.ceil((prev[1] as number) / 64) * 64);
+    }
+    assert.ok(dense.some((p) => (p[0] as number) > 0 && (p[0] as number) < 1408), 'at least two packets shared one slot\'s room');
+    assert.deepEqual(capped, [1, 1], 'one packet, one read(2)');
   });
 
   test('runs of equal-size packets to one peer leave as one UDP_SEGMENT message each, and arrive as the same datagrams', () => {

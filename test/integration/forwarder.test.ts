@@ -285,6 +285,20 @@ describe('encap (TUN -> UDP)', () => {
     assert.equal(counters[Counter.SyscallsUdpSend], 3, 'no send for an empty batch');
   });
 
+  it('with a read limit of 1 reads one packet in one read (no empty read) and leaves the rest to the next pass', () => {
+    const { io, counters, fwd } = setup({ batchSize: 8 });
+    const inputs = [0, 1, 2].map((i) => packet({ src: '10.244.1.7', dst: '10.244.2.5', id: 300 + i, payload: 40 + i * 500 }));
+    io.tun.inject(...inputs);
+
+    assert.equal(fwd.pumpTun(1), 1);
+    assert.equal(counters[Counter.SyscallsTunRead], 1, 'one read, none that finds the device empty');
+    assert.equal(io.tun.pending.length, 2);
+    assert.equal(fwd.pumpTun(), 2, 'a full pass drains the rest');
+    assert.equal(counters[Counter.SyscallsTunRead], 4, '1 + (2 and the empty read)');
+    assert.equal(io.udp.sent.length, 3);
+    io.udp.sent.forEach((d, i) => assertForwarded(d.bytes, inputs[i] as Buffer));
+  });
+
   it('reads at most maxBatchesPerWakeup batches per pump and leaves the rest queued', () => {
     const { io, fwd } = setup({ batchSize: 4, maxBatchesPerWakeup: 2 });
     const inputs: Buffer[] = [];

@@ -83,10 +83,12 @@ export class MemoryPacketIo implements PacketIo {
     readonly udpFd: number,
   ) {}
 
-  tunReadBatch(fd: number, slab: Uint8Array, slotSize: number, max: number, lens: Int32Array, io: Uint32Array): number {
+  tunReadBatch(fd: number, slab: Uint8Array, slotSize: number, max: number, lens: Int32Array, io: Uint32Array, offsets?: Int32Array): number {
     this.checkFd(fd, this.tunFd, 'tunReadBatch');
-    checkSlots(slab, slotSize, max, lens.length);
+    checkSlots(slab, slotSize, max, Math.min(lens.length, offsets?.length ?? Infinity));
+    if (offsets !== undefined && slotSize % 64 !== 0) throw new Error('tunReadBatch: dense reads need a slotSize that is a multiple of 64');
     let n = 0;
+    let at = 0; // dense mode: packets follow each other on 64-byte boundaries, as the native read packs them
     let syscalls = 0;
     while (n < max) {
       syscalls++;
@@ -95,7 +97,12 @@ export class MemoryPacketIo implements PacketIo {
       if (packet.length > slotSize) {
         throw new Error(`test setup: a ${packet.length}-byte packet does not fit a ${slotSize}-byte TUN slot`);
       }
-      slab.set(packet, n * slotSize);
+      const start = offsets === undefined ? n * slotSize : at;
+      slab.set(packet, start);
+      if (offsets !== undefined) {
+        offsets[n] = start;
+        at += Math.ceil(packet.length / 64) * 64;
+      }
       lens[n] = packet.length;
       n++;
     }

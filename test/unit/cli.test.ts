@@ -84,7 +84,7 @@ describe('buildProgram', () => {
       '--ip-masq', '--ip-masq-fully-random-disable', '--ip-blackhole-route', '--iptables-resync', '--iptables-forward-rules',
       '--healthz-ip', '--healthz-port', '--status-socket', '--kernel-resync', '--state-dir',
       '--tun-name', '--workers', '--batch-size', '--tun-offload', '--udp-gso', '--udp-gso-runs', '--trust-outer-checksum', '--udp-gro', '--tun-coalesce',
-      '--tun-coalesce-udp', '--tun-txqueuelen', '--socket-buffer', '--source-validation', '--peer-counters', '--spread-flows', '--adaptive-poll', '--busy-poll-us', '--verbosity', '--log-format', '--version',
+      '--tun-coalesce-udp', '--tun-txqueuelen', '--socket-buffer', '--source-validation', '--peer-counters', '--spread-flows', '--adaptive-poll', '--short-tun-reads', '--busy-poll-us', '--verbosity', '--log-format', '--version',
     ]);
     const help = agent.helpInformation();
     for (const option of agent.options.filter((o) => !o.hidden)) {

@@ -153,6 +153,7 @@ export class UdpBackend implements Backend {
       offloads: this.offloads,
       busyPollMicros: o.busyPollMicros,
       adaptivePoll: o.adaptivePoll ?? false,
+      shortTunReads: o.shortTunReads ?? true,
       peerCounters: o.peerCounters ?? true,
     }, (err) => this.onFatal(err));
     log.info({ workers: o.workers, batch: o.batchSize }, 'data plane running');

@@ -38,6 +38,8 @@ export interface UdpAgentOptions {
   readonly busyPollMicros: number;
   /** Workers poll for a window that adapts to the traffic (src/workers/poll-window.ts); --busy-poll-us wins. */
   readonly adaptivePoll?: boolean;
+  /** Workers read one TUN packet per pass while packets come one at a time (src/workers/read-limit.ts). */
+  readonly shortTunReads?: boolean;
   /**
    * With several workers: each worker past the first sends from its own
    * socket and source port, and received datagrams are spread over the
