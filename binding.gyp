@@ -21,7 +21,10 @@
         "-fstack-protector-strong",
         "-D_FORTIFY_SOURCE=2"
       ],
-      "ldflags": ["-Wl,-z,relro", "-Wl,-z,now"]
+      "ldflags": [
+        "-Wl,-z,relro",
+        "-Wl,-z,now"
+      ]
     },
     {
       "target_name": "weft-cni",
@@ -45,8 +48,62 @@
         "-fstack-protector-strong",
         "-D_FORTIFY_SOURCE=2"
       ],
-      "libraries": ["-ljansson"],
-      "ldflags": ["-Wl,-z,relro", "-Wl,-z,now"]
+      "libraries": [
+        "-ljansson"
+      ],
+      "ldflags": [
+        "-Wl,-z,relro",
+        "-Wl,-z,now"
+      ]
+    },
+    {
+      "target_name": "weft_bpf",
+      "sources": [
+        "native/bpf/binding.c",
+        "native/bpf/loader.c"
+      ],
+      "cflags_c": [
+        "-std=gnu11",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        "-fstack-protector-strong",
+        "-D_FORTIFY_SOURCE=2"
+      ],
+      "libraries": [
+        "-lbpf"
+      ],
+      "ldflags": [
+        "-Wl,-z,relro",
+        "-Wl,-z,now"
+      ],
+      "dependencies": [
+        "weft_fastpath_object"
+      ]
+    },
+    {
+      "target_name": "weft_fastpath_object",
+      "type": "none",
+      "actions": [
+        {
+          "action_name": "compile_bpf",
+          "inputs": [
+            "native/bpf/fastpath.bpf.c",
+            "native/bpf/fastpath.h",
+            "native/bpf/build-object.sh"
+          ],
+          "outputs": [
+            "<(PRODUCT_DIR)/weft_fastpath.bpf.o"
+          ],
+          "action": [
+            "sh",
+            "native/bpf/build-object.sh",
+            "native/bpf/fastpath.bpf.c",
+            "<(PRODUCT_DIR)/weft_fastpath.bpf.o"
+          ]
+        }
+      ]
     }
   ]
 }

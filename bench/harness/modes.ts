@@ -119,6 +119,12 @@ export const WEFT_VARIANTS: readonly WeftVariant[] = [
     about: 'the defaults with adaptive polling (a window of 20-200 us that follows the traffic)',
   },
   {
+    name: 'weft-udp-bpf',
+    flags: ['--fast-path', 'bpf', '--fast-path-static-peers'],
+    default: true,
+    about: 'the defaults plus the kernel fast path (tc-BPF encap/decap in flannel\'s wire format; the userspace path for the rest)',
+  },
+  {
     name: 'weft-no-short-reads',
     flags: ['--short-tun-reads=false'],
     default: false,

@@ -6,7 +6,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { runAgent, type AgentOptions } from '../agent/agent';
 import { backendTypes } from '../backend/registry';
-import { UDP_AGENT_DEFAULTS } from '../backend/udp/udp-options';
+import { FAST_PATH_MODES, UDP_AGENT_DEFAULTS, type FastPathMode } from '../backend/udp/udp-options';
 import { DEFAULT_STATUS_SOCKET } from '../agent/status-server';
 import { weftVersion } from '../build-info';
 import { UsageError } from '../errors';
@@ -177,6 +177,13 @@ export function addAgentCommand(program: Command): Command {
       .argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--adaptive-poll [bool]', 'after handling packets, poll for a window that grows while packets keep coming soon after and shrinks to nothing when they do not (lower latency under load, no CPU when idle)')
       .argParser(parseBool).default(false).preset(true))
+    .addOption(new Option('--fast-path <mode>', 'udp backend: "bpf" encapsulates and decapsulates in the kernel (tc-BPF, flannel\'s wire format) ' +
+      'what needs no userspace decision, and tells other weft hosts (lease BackendData) it takes TCP super-packets; "off" sends every packet ' +
+      'through the userspace path. Default: net-conf.json Backend.FastPath, else off. Falls back to off, logged once, when the kernel or the build lacks something')
+      .choices(FAST_PATH_MODES))
+    .addOption(new Option('--fast-path-static-peers [bool]', 'static mode with --fast-path bpf: every --peer runs the fast path too, so it may be sent TCP super-packets ' +
+      '(default: none does; a peer without it would get datagrams it cannot take)')
+      .argParser(parseBool).default(false).preset(true))
     .addOption(new Option('--short-tun-reads [bool]', 'udp backend: while packets come one at a time, read one per wake-up instead of reading until the TUN is empty (one system call less per packet); =false always reads until empty')
       .argParser(parseBool).default(true).preset(true))
     .addOption(new Option('--busy-poll-us <microseconds>', 'keep polling this long after handling packets instead of sleeping: lower latency, more CPU (0 = off)')
@@ -205,6 +212,9 @@ export function addAgentCommand(program: Command): Command {
       }
     }
     const endpoints = o['etcdEndpoints'] as string | undefined;
+    if (o['fastPathStaticPeers'] === true && o['subnet'] === undefined) {
+      throw new UsageError('--fast-path-static-peers is for static mode (--subnet, --peer): with a lease store, each host\'s lease says whether it runs the fast path');
+    }
     const options: AgentOptions = {
       netConfigPath: o['netConfigPath'] as string,
       iface: o['iface'] as string[],
@@ -259,6 +269,8 @@ export function addAgentCommand(program: Command): Command {
         icmpPerSecond: UDP_AGENT_DEFAULTS.icmpPerSecond,
         sourceValidation: o['sourceValidation'] as boolean,
         peerCounters: o['peerCounters'] as boolean,
+        ...(o['fastPath'] === undefined ? {} : { fastPath: o['fastPath'] as FastPathMode }),
+        fastPathStaticPeers: o['fastPathStaticPeers'] as boolean,
       },
     };
     process.exitCode = await runAgent(options, createLogger(o['verbosity'] as number, 'weft', o['logFormat'] as LogFormat));

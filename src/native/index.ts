@@ -160,7 +160,6 @@ export interface NativeBinding {
 
 let cached: NativeBinding | undefined;
 
-/** Loads build/Release (then build/Debug) of the addon; reports every path tried. */
 /**
  * Per-packet results of udpSendBatch / udpSendVnetBatch, when a perPacket
  * array is given: for input packet i, perPacket[3i] datagrams the kernel
@@ -170,6 +169,7 @@ let cached: NativeBinding | undefined;
  */
 export const SEND_RESULT_FIELDS = 3;
 
+/** Loads build/Release (then build/Debug) of the addon; reports every path tried. */
 export function loadNative(): NativeBinding {
   if (cached !== undefined) return cached;
   // dist/src/native/index.js -> repository root is three levels up

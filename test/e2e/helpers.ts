@@ -141,7 +141,7 @@ export async function weftCleanup(lab: Lab, ns: string, stateDir: string): Promi
 
 /**
  * What weft could have left on a host: its routes, vxlan devices, iptables
- * chains and rules, nftables tables; with `agent`, also its subnet.env and its
+ * chains and rules, nftables tables, fast-path filters on eth0; with `agent`, also its subnet.env and its
  * host state file.
  */
 export async function weftLeftovers(lab: Lab, ns: string, agent?: LabAgent): Promise<string[]> {
@@ -159,6 +159,9 @@ export async function weftLeftovers(lab: Lab, ns: string, agent?: LabAgent): Pro
   }
   const nft = await lab.execResult(ns, 'nft', ['list', 'table', 'ip', 'flannel-ipv4']);
   if (nft.code === 0) left.push(`nftables: ${nft.stdout.trim()}`);
+  // the kernel fast path's decap program on the underlay (the TUN's encap goes with the TUN)
+  const tc = await lab.execResult(ns, 'tc', ['filter', 'show', 'dev', 'eth0', 'ingress']);
+  if (tc.code === 0 && tc.stdout.includes('weft_')) left.push(`tc filters on eth0: ${tc.stdout.trim()}`);
   return left;
 }
 

@@ -52,7 +52,9 @@ interface IperfResult {
 
 const metric = (m: Map<string, number>, name: string): number => m.get(name) ?? 0;
 
-describe('a plain (offload-free) flannel udp peer between two offloading agents', { skip }, () => {
+/** Userspace only, and with the kernel fast path on both agents (the relay runs none: they must send it whole packets). */
+for (const { label, flags } of [{ label: 'userspace path', flags: [] as string[] }, { label: 'kernel fast path on', flags: ['--fast-path', 'bpf'] }]) {
+describe(`a plain (offload-free) flannel udp peer between two offloading agents (${label})`, { skip }, () => {
   let lab: Lab;
   let tmp: TempDir;
   let relay: ChildProcess;
@@ -77,7 +79,7 @@ describe('a plain (offload-free) flannel udp peer between two offloading agents'
     // offloads are on by default; each host reaches the other only through the relay
     const agent = (ns: string, subnet: string, peerSubnet: string, port: number): LabAgent => new LabAgent(lab, ns, [
       '--net-config-path', netConf, '--iface', 'eth0', '--subnet', subnet, '--peer', `${peerSubnet}=${relayIp}`,
-      '--healthz-ip', '127.0.0.1', '--healthz-port', String(port),
+      '--healthz-ip', '127.0.0.1', '--healthz-port', String(port), ...flags,
     ]);
     const a1 = agent(h1.ns, h1.podSubnet, h2.podSubnet, H1_HEALTH);
     const a2 = agent(h2.ns, h2.podSubnet, h1.podSubnet, H2_HEALTH);
@@ -89,7 +91,8 @@ describe('a plain (offload-free) flannel udp peer between two offloading agents'
       assert.ok(inEffect !== undefined, `no "offloads" record:\n${a.log()}`);
       assert.equal(inEffect.vnetHdr, true, 'TUN offload (TSO super-packets) in effect');
       assert.equal(inEffect.udpGso, true, 'UDP_SEGMENT in effect');
-      assert.equal(inEffect.udpGro, true, 'UDP_GRO in effect');
+      // with the fast path UDP_GRO is off (the kernel decapsulates one datagram at a time)
+      assert.equal(inEffect.udpGro, flags.length === 0, 'UDP_GRO in effect without the fast path');
       assert.ok((inEffect.groFlags ?? 0) !== 0, 'TUN coalescing in effect');
     }
   });
@@ -166,4 +169,16 @@ describe('a plain (offload-free) flannel udp peer between two offloading agents'
     assert.ok((final.byProtocol['6'] ?? 0) > 10_000, 'TCP');
     assert.ok((final.byProtocol['1'] ?? 0) >= 12, 'ICMP echo requests and replies');
   });
+
+  if (flags.length > 0) {
+    test('with the fast path, the agents decapsulated the relay\'s datagrams in the kernel and left sending to it to userspace', async () => {
+      for (const [ns, port] of [[lab.host(1).ns, H1_HEALTH], [lab.host(2).ns, H2_HEALTH]] as const) {
+        const m = await scrapeMetrics(lab, ns, port);
+        assert.ok(metric(m, 'weft_fast_path_packets_total{direction="decap"}') > 1000, `${ns}: decapsulated in the kernel`);
+        assert.ok(metric(m, 'weft_fast_path_passed_packets_total{direction="encap",reason="plain_peer"}') > 1000, `${ns}: sent through userspace`);
+        assert.equal(metric(m, 'weft_fast_path_packets_total{direction="encap"}'), 0, `${ns}: nothing encapsulated in the kernel for a plain peer`);
+      }
+    });
+  }
 });
+}

@@ -36,10 +36,25 @@ interface PeerEvent {
   protocol?: number | null;
 }
 
-/** The suite runs with the agent's defaults (every offload on) and with every offload off. */
+/**
+ * The suite runs with the agent's defaults (every offload on), with every
+ * offload off, and with the kernel fast path: host 1 (whose peers include the
+ * foreign flannel peer) decapsulates in the kernel and sends through
+ * userspace, host 2 declares its one peer, host 1, a fast-path host and
+ * encapsulates in the kernel too.
+ */
 const OFFLOADS_OFF = ['--tun-offload=false', '--udp-gso=false', '--udp-gro=false', '--tun-coalesce=false', '--tun-coalesce-udp=false'];
+const VARIANTS: ReadonlyArray<{ label: string; flags: readonly string[]; h2Flags: readonly string[]; offloads: object }> = [
+  { label: 'offloads on', flags: [], h2Flags: [], offloads: { vnetHdr: true, udpGso: true, udpGro: true, groFlags: 7, packRuns: false } },
+  { label: 'offloads off', flags: OFFLOADS_OFF, h2Flags: [], offloads: { vnetHdr: false, udpGso: false, udpGro: false, groFlags: 0, packRuns: false } },
+  // with the fast path, UDP_GRO is off: the kernel's decap takes datagrams one by one
+  {
+    label: 'kernel fast path', flags: ['--fast-path', 'bpf'], h2Flags: ['--fast-path-static-peers'],
+    offloads: { vnetHdr: true, udpGso: true, udpGro: false, groFlags: 7, packRuns: false },
+  },
+];
 
-for (const [label, offloadFlags] of [['offloads on', []], ['offloads off', OFFLOADS_OFF]] as const) {
+for (const { label, flags: offloadFlags, h2Flags, offloads } of VARIANTS) {
 describe(`udp overlay (${label}): two hosts and a foreign flannel peer`, { skip }, () => {
   let lab: Lab;
   let tmp: TempDir;
@@ -68,7 +83,7 @@ describe(`udp overlay (${label}): two hosts and a foreign flannel peer`, { skip 
     a2 = new LabAgent(lab, h2.ns, [
       '--net-config-path', netConf, '--iface', 'eth0', '--subnet', h2.podSubnet,
       '--peer', `${h1.podSubnet}=${h1.underlayIp}`,
-      '--healthz-ip', '127.0.0.1', '--healthz-port', String(H2_HEALTH), ...offloadFlags,
+      '--healthz-ip', '127.0.0.1', '--healthz-port', String(H2_HEALTH), ...offloadFlags, ...h2Flags,
     ]);
     await Promise.all([a1.waitReady(), a2.waitReady()]);
   });
@@ -86,10 +101,7 @@ describe(`udp overlay (${label}): two hosts and a foreign flannel peer`, { skip 
   test('the agents run with the offloads asked for', () => {
     for (const agent of [a1, a2]) {
       const inEffect = agent.records.find((r) => r.msg === 'offloads')?.['inEffect'] as Record<string, unknown> | undefined;
-      const on = offloadFlags.length === 0;
-      assert.deepEqual(inEffect, on
-        ? { vnetHdr: true, udpGso: true, udpGro: true, groFlags: 7, packRuns: false }
-        : { vnetHdr: false, udpGso: false, udpGro: false, groFlags: 0, packRuns: false }, agent.log());
+      assert.deepEqual(inEffect, offloads, agent.log());
     }
   });
 

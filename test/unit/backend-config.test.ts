@@ -71,6 +71,15 @@ describe('backend registry: Backend.Type and each backend\'s fields', () => {
     });
   });
 
+  it('reads udp\'s FastPath (weft\'s own field) and refuses one it does not know, naming the choices', () => {
+    assert.deepEqual(backend({ Network: net, Backend: { Type: 'udp', FastPath: 'bpf' } }), { type: 'udp', port: 8285, fastPath: 'bpf' });
+    assert.deepEqual(backend({ Network: net, Backend: { Type: 'udp', FastPath: 'off' } }), { type: 'udp', port: 8285, fastPath: 'off' });
+    rejects({ Network: net, Backend: { Type: 'udp', FastPath: 'xdp' } }, 'Backend.FastPath', 'xdp',
+      `${SRC}: Backend.FastPath "xdp" is not a fast path weft knows: use "off" or "bpf"`);
+    rejects({ Network: net, Backend: { Type: 'udp', FastPath: true } }, 'Backend.FastPath', true,
+      `${SRC}: Backend.FastPath must be a string such as "bpf", got true (a boolean)`);
+  });
+
   it('reads vxlan with its defaults', () => {
     assert.deepEqual(backend({ Network: net, Backend: { Type: 'vxlan' } }), {
       type: 'vxlan',

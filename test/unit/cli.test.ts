@@ -84,7 +84,7 @@ describe('buildProgram', () => {
       '--ip-masq', '--ip-masq-fully-random-disable', '--ip-blackhole-route', '--iptables-resync', '--iptables-forward-rules',
       '--healthz-ip', '--healthz-port', '--status-socket', '--kernel-resync', '--state-dir',
       '--tun-name', '--workers', '--batch-size', '--tun-offload', '--udp-gso', '--udp-gso-runs', '--trust-outer-checksum', '--udp-gro', '--tun-coalesce',
-      '--tun-coalesce-udp', '--tun-txqueuelen', '--socket-buffer', '--source-validation', '--peer-counters', '--spread-flows', '--adaptive-poll', '--short-tun-reads', '--busy-poll-us', '--verbosity', '--log-format', '--version',
+      '--tun-coalesce-udp', '--tun-txqueuelen', '--socket-buffer', '--source-validation', '--peer-counters', '--spread-flows', '--adaptive-poll', '--fast-path', '--fast-path-static-peers', '--short-tun-reads', '--busy-poll-us', '--verbosity', '--log-format', '--version',
     ]);
     const help = agent.helpInformation();
     for (const option of agent.options.filter((o) => !o.hidden)) {
@@ -253,6 +253,18 @@ describe('bin/weft', () => {
         'or the embedded store), or a backend that needs only the peer\'s address (udp, host-gw)',
     ]);
     assert.equal(existsSync(path.join(SAFE_DIR, 'subnet.env')), false, 'no subnet file was written');
+  });
+
+  it('agent refuses --fast-path-static-peers outside static mode, and a --fast-path it does not know, before touching anything', () => {
+    const r = weft('agent', '--fast-path', 'bpf', '--fast-path-static-peers');
+    assert.equal(r.status, 2, r.stderr);
+    assert.deepEqual(errorLines(r), [
+      'weft: --fast-path-static-peers is for static mode (--subnet, --peer): with a lease store, each host\'s lease says whether it runs the fast path',
+    ]);
+    const bad = weft('agent', '--fast-path', 'xdp');
+    assert.equal(bad.status, 1, bad.stderr); // commander's own usage errors exit 1, as for any unknown choice
+    assert.match(bad.stderr, /--fast-path <mode>' argument 'xdp' is invalid\. Allowed choices are off, bpf/);
+    assert.equal(existsSync(path.join(SAFE_DIR, 'state', 'host-state.json')), false, 'nothing was recorded: nothing was created');
   });
 
   it('agent --version prints the version, as flanneld --version does', () => {

@@ -28,9 +28,11 @@ import {
   type RouteView,
 } from '../backend';
 import { reconcilePeers } from '../kernel-peers';
+import { BpfFastPath, FAST_PATH_BPF, FAST_PATH_LEASE_KEY, type FastPathRoute, ifindexOf } from '../../fastpath/bpf-fast-path';
+import { registerFastPathMetrics } from '../../fastpath/fast-path-metrics';
 import type { UdpBackendConfig } from './udp-config';
 import { offloadNames, registerDataPlaneMetrics, registerPeerMetrics } from './udp-metrics';
-import type { RequestedOffloads } from './udp-options';
+import type { FastPathMode, RequestedOffloads } from './udp-options';
 
 export const UDP_BACKEND_TYPE = 'udp';
 
@@ -70,6 +72,12 @@ export class UdpBackend implements Backend {
   /** With --spread-flows and several workers: worker w >= 1 sends from sendFds[w - 1], its own source port. */
   private readonly sendFds: number[] = [];
   private pool: ForwarderPool | undefined;
+  /** The kernel fast path, when asked for and the kernel took it. */
+  private fast: BpfFastPath | undefined;
+  /** Peers (by subnet) whose hosts decapsulate in the kernel: the fast path may send them super-packets. */
+  private fastPeers = new Set<string>();
+  /** The route set last given to the fast path, to skip identical updates. */
+  private fastRoutesKey = '';
   private stopped = false;
   /** Called when the data plane fails at run time (a worker died); the agent replaces it to stop. */
   onFatal: (err: Error) => void = (err) => this.ctx.log.error({ err }, 'data plane failed');
@@ -88,7 +96,49 @@ export class UdpBackend implements Backend {
         `the underlay MTU ${this.ctx.underlay.mtu} leaves an overlay MTU of ${this.mtu}, below IPv4's minimum of 576; use an interface with MTU >= 604`);
     }
     this.native = loadNative();
-    return { publicIp: this.ctx.underlay.publicIp, backendType: '' };
+    this.prepareFastPath();
+    return {
+      publicIp: this.ctx.underlay.publicIp,
+      backendType: '',
+      // flanneld's udp ignores BackendData; a weft host reads it to know this host takes super-packets
+      ...(this.fast === undefined ? {} : { backendData: { [FAST_PATH_LEASE_KEY]: FAST_PATH_BPF } }),
+    };
+  }
+
+  /** --fast-path, else net-conf.json's Backend.FastPath, else off. */
+  private fastPathMode(): FastPathMode {
+    return this.ctx.udp.fastPath ?? this.config.fastPath ?? 'off';
+  }
+
+  /**
+   * --fast-path bpf: load the programs and attach decap to the underlay now,
+   * before the lease says this host decapsulates in the kernel. Off (or
+   * unavailable): remove a decap filter a killed weft left there.
+   */
+  private prepareFastPath(): void {
+    const log = this.ctx.log;
+    const device = this.ctx.underlay.name;
+    let ifindex: number;
+    try {
+      ifindex = ifindexOf(device);
+    } catch (err) {
+      if (this.fastPathMode() === 'bpf') log.warn({ err: (err as Error).message }, 'the kernel fast path is unavailable: every packet takes the userspace path');
+      return;
+    }
+    if (this.fastPathMode() === 'bpf') {
+      try {
+        this.fast = BpfFastPath.open(ifindex);
+        log.info({ device }, 'kernel fast path: decapsulation attached to the underlay');
+        return;
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'the kernel fast path is unavailable: every packet takes the userspace path');
+      }
+    }
+    try {
+      if (BpfFastPath.removeStale(ifindex)) log.info({ device }, 'removed the kernel fast path a previous weft left on the underlay');
+    } catch (err) {
+      log.warn({ device, err: (err as Error).message }, 'cannot check the underlay for a fast path a previous weft left');
+    }
   }
 
   /** Creates the socket, the device and the workers; cleans up after itself on failure. */
@@ -157,6 +207,45 @@ export class UdpBackend implements Backend {
       peerCounters: o.peerCounters ?? true,
     }, (err) => this.onFatal(err));
     log.info({ workers: o.workers, batch: o.batchSize }, 'data plane running');
+    if (this.fast !== undefined) this.startFastPath(subnet, this.device);
+  }
+
+  /** The TUN exists: tell the programs where things are, attach encap, give them the routes. */
+  private startFastPath(subnet: Ipv4Prefix, device: TunDevice): void {
+    const fast = this.fast as BpfFastPath;
+    const log = this.ctx.log;
+    const tunIfindex = ifindexOf(device.name);
+    fast.configure({
+      // the address the UDP socket is bound to: what the userspace path sends from and receives on (--public-ip may be a NAT's)
+      localIp: this.ctx.underlay.ifaceAddress,
+      port: this.config.port,
+      subnet,
+      cluster: this.ctx.network,
+      tunIfindex,
+      underlayIfindex: ifindexOf(this.ctx.underlay.name),
+      validateSources: this.ctx.udp.sourceValidation,
+    });
+    this.syncFastRoutes();
+    try {
+      fast.attachEncap(tunIfindex);
+      log.info({ device: device.name }, 'kernel fast path: encapsulation attached to the TUN');
+    } catch (err) {
+      // decap stays (the lease says this host takes super-packets); sending stays in userspace
+      log.warn({ err: (err as Error).message }, 'cannot attach the fast path\'s encapsulation: packets leave through the userspace path');
+    }
+  }
+
+  /** The fast path's routes: the route table, each peer marked when its host decapsulates in the kernel. */
+  private syncFastRoutes(): void {
+    const fast = this.fast;
+    if (fast === undefined) return;
+    const routes: FastPathRoute[] = this.table.entries().map((e) => ({
+      subnet: e.prefix, peer: e.peer.address, port: e.peer.port, fast: this.fastPeers.has(formatPrefix(e.prefix)),
+    }));
+    const key = routes.map((r) => `${formatPrefix(r.subnet)}>${r.peer}:${r.port}${r.fast ? '+' : ''}`).join(',');
+    if (key === this.fastRoutesKey) return;
+    fast.setRoutes(routes);
+    this.fastRoutesKey = key;
   }
 
   /**
@@ -204,6 +293,11 @@ export class UdpBackend implements Backend {
       }
     }
     let udpGro = want.udpGro;
+    if (udpGro && this.fast !== undefined) {
+      // GRO would merge a peer's datagrams into one before the fast path's decap sees them, which then takes none
+      udpGro = false;
+      log.info('UDP_GRO is off: with the fast path the kernel decapsulates datagrams one by one');
+    }
     if (udpGro) {
       try {
         for (const fd of this.udpFds) n.udpSetGro(fd, true);
@@ -246,6 +340,7 @@ export class UdpBackend implements Backend {
    */
   async applyPeers(peers: readonly Peer[]): Promise<ApplyReport> {
     const want = new Map(peers.map((p) => [formatPrefix(p.subnet), { subnet: p.subnet, address: p.publicIp, port: p.port ?? this.config.port }]));
+    this.fastPeers = new Set(peers.filter((p) => this.runsFastPath(p)).map((p) => formatPrefix(p.subnet)));
     let added = 0;
     let removed = 0;
     for (const e of this.table.entries()) {
@@ -260,7 +355,15 @@ export class UdpBackend implements Backend {
       if (pool !== undefined) await pool.setRoutes(snapshot);
       this.table.releaseSlots(snapshot.version, (slot) => pool?.clearPeerSlot(slot));
     }
+    this.syncFastRoutes();
     return { routed: want.size, added, removed, failed: [] };
+  }
+
+  /** A peer's host decapsulates in its kernel: its lease says so, or static mode declares every --peer does. */
+  private runsFastPath(peer: Peer): boolean {
+    if (this.ctx.udp.fastPathStaticPeers === true) return true;
+    const data = peer.backendData;
+    return typeof data === 'object' && data !== null && (data as Record<string, unknown>)[FAST_PATH_LEASE_KEY] === FAST_PATH_BPF;
   }
 
   routes(): readonly RouteView[] {
@@ -293,11 +396,13 @@ export class UdpBackend implements Backend {
       socketDrops: () => this.udpFds.reduce((sum, fd) => sum + (this.native?.udpSocketDrops(fd) ?? 0), 0),
     });
     registerPeerMetrics(registry, () => this.routes());
+    registerFastPathMetrics(registry, { counters: () => this.fast?.counters() });
   }
 
   /** Data-plane totals by counter name (logged at stop). */
   counters(): Record<string, number> {
-    return this.pool?.counters() ?? {};
+    const fast = this.fast?.counters();
+    return { ...(this.pool?.counters() ?? {}), ...(fast === undefined ? {} : Object.fromEntries(Object.entries(fast).map(([k, v]) => [`fast_path_${k}`, v]))) };
   }
 
   /** Workers first (they borrow the descriptors), then the device, then the socket. Both modes: the TUN is not persistent. */
@@ -305,6 +410,7 @@ export class UdpBackend implements Backend {
     if (this.stopped) return;
     this.stopped = true;
     const totals = this.counters();
+    this.fast?.close(); // before the TUN goes: both programs detached, nothing left on the underlay
     if (this.pool !== undefined) await this.pool.stop();
     this.device?.close();
     for (const fd of [...this.udpFds.splice(0), ...this.sendFds.splice(0)]) this.native?.closeFd(fd);

@@ -58,7 +58,18 @@ export interface UdpAgentOptions {
    * true); off only to measure what they cost (the bench's weft-no-peer-counters).
    */
   readonly peerCounters?: boolean;
+  /**
+   * `bpf`: the kernel fast path (src/fastpath/bpf-fast-path.ts) encapsulates
+   * and decapsulates what needs no userspace decision; `off` (default): every
+   * packet takes the userspace path.
+   */
+  readonly fastPath?: FastPathMode;
+  /** Static mode: every --peer runs the fast path too (it may get super-packets). */
+  readonly fastPathStaticPeers?: boolean;
 }
+
+export type FastPathMode = 'off' | 'bpf';
+export const FAST_PATH_MODES: readonly FastPathMode[] = ['off', 'bpf'];
 
 export const DEFAULT_TUN_NAME = 'flannel.0';
 export const DEFAULT_TUN_TXQUEUELEN = 1000;
