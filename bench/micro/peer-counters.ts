@@ -61,6 +61,10 @@ class ReplayIo implements PacketIo {
     return BATCH;
   }
 
+  tunWriteSuper(): number {
+    throw new Error('the replay sends no super-packets');
+  }
+
   tunReadBatch(_fd: number, slab: Uint8Array, slotSize: number, _max: number, lens: Int32Array, io: Uint32Array, offsets?: Int32Array): number {
     io[0] = 1;
     const n = this.replay(slab, slotSize, lens);

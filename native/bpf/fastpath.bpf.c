@@ -55,6 +55,26 @@ struct {
   __uint(max_entries, 1);
 } config SEC(".maps");
 
+/*
+ * TCP flows (one direction) that sent a super-packet lately: their segments
+ * go to userspace too until the flow has sent none for BULK_NS, so that a
+ * flow's packets never overtake each other between the two paths.
+ */
+#define BULK_NS 2000000ULL
+
+struct flow_key {
+  __u32 saddr;
+  __u32 daddr;
+  __u32 ports;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __type(key, struct flow_key);
+  __type(value, __u64);
+  __uint(max_entries, 16384);
+} bulk_flows SEC(".maps");
+
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __type(key, __u32);
@@ -249,6 +269,25 @@ int weft_decap(struct __sk_buff *skb) {
     struct weft_fp_route_key key = {32, h.inner.saddr};
     struct weft_fp_route *r = bpf_map_lookup_elem(&routes, &key);
     if (!r || r->peer != h.outer.saddr) return pass(WEFT_FP_DECAP_PASS_SOURCE);
+  }
+  /*
+   * A super-packet decapsulated here would keep its UDP-tunnel GSO type and
+   * skb->encapsulation (Linux 6.18 has no adjust_room flag that clears them),
+   * and forwarding it to a bridge would segment and checksum it in software.
+   * The workers write it to the TUN as one clean GSO write instead (measured
+   * far faster), and the rest of that flow follows it there for a while.
+   */
+  if (h.inner.protocol == IPPROTO_TCP) {
+    struct flow_key fk = {.saddr = h.inner.saddr, .daddr = h.inner.daddr};
+    if (bpf_skb_load_bytes(skb, ETH_HLEN + OUTER_LEN + sizeof(struct iphdr), &fk.ports, sizeof(fk.ports)) < 0)
+      return pass(WEFT_FP_DECAP_PASS_MALFORMED);
+    __u64 now = bpf_ktime_get_ns();
+    if (skb->gso_size != 0) {
+      bpf_map_update_elem(&bulk_flows, &fk, &now, BPF_ANY);
+      return pass(WEFT_FP_DECAP_PASS_SUPER);
+    }
+    __u64 *last = bpf_map_lookup_elem(&bulk_flows, &fk);
+    if (last && now - *last < BULK_NS) return pass(WEFT_FP_DECAP_PASS_SUPER);
   }
   __u32 tun = cfg->tun_ifindex;
   if (bpf_skb_adjust_room(skb, -(__s32)OUTER_LEN, BPF_ADJ_ROOM_MAC,

@@ -57,6 +57,7 @@ enum weft_fp_counter {
   WEFT_FP_DECAP_PASS_MALFORMED,  /* not exactly one packet (lengths; a UDP_SEGMENT train on a veth), header checksum, IP options */
   WEFT_FP_DECAP_PASS_SOURCE,     /* sender unknown or not the owner of the inner source */
   WEFT_FP_DECAP_PASS_OTHER,      /* not for this host's subnet, source outside the network */
+  WEFT_FP_DECAP_PASS_SUPER,      /* a TCP super-packet (userspace writes it as one GSO write), or its flow's next segments */
   WEFT_FP_ERRORS,
   WEFT_FP_COUNTERS
 };

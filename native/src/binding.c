@@ -156,6 +156,41 @@ static napi_value tun_read_batch(napi_env env, napi_callback_info info) {
   return make_u32(env, (uint32_t)n);
 }
 
+/* tunWriteSuper(fd, slab, offset, len, mtu, io) -> 1 written, 0 refused or failed (see weft_tun_write_super) */
+static napi_value tun_write_super(napi_env env, napi_callback_info info) {
+  int32_t fd, offset, len, mtu;
+  size_t slab_len, io_len;
+  struct weft_io io = {0, 0, 0, 0, 0, 0};
+  GET_ARGS(6);
+  uint8_t *slab = get_typed(env, argv[1], napi_uint8_array, &slab_len);
+  uint32_t *io_out = get_typed(env, argv[5], napi_uint32_array, &io_len);
+  if (!get_i32(env, argv[0], &fd) || !get_i32(env, argv[2], &offset) || !get_i32(env, argv[3], &len) ||
+      !get_i32(env, argv[4], &mtu) || slab == NULL || io_out == NULL || io_len < 6)
+    return throw_arg(env, "tunWriteSuper(fd, slab, offset, len, mtu, io): bad argument types");
+  if (offset < 0 || len < 0 || mtu <= 0 || (size_t)offset + (size_t)len > slab_len)
+    return throw_arg(env, "tunWriteSuper: offset and len must lie inside the slab, mtu > 0");
+  int r = weft_tun_write_super(fd, slab + offset, (size_t)len, mtu, &io);
+  report_io(io_out, &io);
+  return make_u32(env, r > 0 ? 1u : 0u);
+}
+
+/* superVnetHeader(packet: Uint8Array, mtu) -> the virtio-net header tunWriteSuper would write (a Buffer), or null (refused); may rewrite the TCP checksum to its partial form */
+static napi_value super_vnet_header(napi_env env, napi_callback_info info) {
+  int32_t mtu;
+  size_t len;
+  GET_ARGS(2);
+  uint8_t *pkt = get_typed(env, argv[0], napi_uint8_array, &len);
+  if (pkt == NULL || !get_i32(env, argv[1], &mtu) || mtu <= 0) return throw_arg(env, "superVnetHeader(packet, mtu): bad arguments");
+  uint8_t hdr[WEFT_VNET_HDR_LEN];
+  napi_value out;
+  if (weft_super_vnet(pkt, len, mtu, hdr) < 0) {
+    napi_get_null(env, &out);
+    return out;
+  }
+  napi_create_buffer_copy(env, sizeof(hdr), hdr, NULL, &out);
+  return out;
+}
+
 /* tunWriteBatch(fd, slab, offsets: Int32Array, lens: Int32Array, count, io) -> written */
 static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   int32_t fd, count;
@@ -315,9 +350,11 @@ static napi_value udp_set_gro(napi_env env, napi_callback_info info) {
 /* udpRejectZeroChecksum(fd): see weft_udp_reject_zero_csum */
 static napi_value udp_reject_zero_checksum(napi_env env, napi_callback_info info) {
   int32_t fd;
-  GET_ARGS(1);
-  if (!get_i32(env, argv[0], &fd)) return throw_arg(env, "udpRejectZeroChecksum(fd): bad arguments");
-  int r = weft_udp_reject_zero_csum(fd);
+  uint32_t max_whole = 0xffff;
+  GET_ARGS_UP_TO(1, 2);
+  if (!get_i32(env, argv[0], &fd) || (argc > 1 && !is_nullish(env, argv[1]) && !get_u32(env, argv[1], &max_whole)))
+    return throw_arg(env, "udpRejectZeroChecksum(fd, maxWhole?): bad arguments");
+  int r = weft_udp_reject_zero_csum(fd, max_whole);
   if (r < 0) return throw_errno(env, "setsockopt(SO_ATTACH_FILTER)", -r);
   return NULL;
 }
@@ -729,6 +766,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"tunOpen", NULL, tun_open, NULL, NULL, NULL, napi_default, NULL},
       {"tunSetOffload", NULL, tun_set_offload, NULL, NULL, NULL, napi_default, NULL},
       {"tunReadBatch", NULL, tun_read_batch, NULL, NULL, NULL, napi_default, NULL},
+      {"tunWriteSuper", NULL, tun_write_super, NULL, NULL, NULL, napi_default, NULL},
+      {"superVnetHeader", NULL, super_vnet_header, NULL, NULL, NULL, napi_default, NULL},
       {"tunWriteBatch", NULL, tun_write_batch, NULL, NULL, NULL, napi_default, NULL},
       {"udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_default, NULL},
       {"udpRecvBatch", NULL, udp_recv_batch, NULL, NULL, NULL, napi_default, NULL},

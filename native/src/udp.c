@@ -70,13 +70,15 @@ int weft_udp_set_gro(int fd, int on) {
   return 0;
 }
 
-int weft_udp_reject_zero_csum(int fd) {
-  /* a UDP socket's filter sees the datagram from its UDP header on; the checksum is bytes 6-7 */
+int weft_udp_reject_zero_csum(int fd, uint32_t max_whole) {
+  /* a UDP socket's filter sees the datagram from its UDP header on: length in bytes 4-5, checksum in 6-7 */
   struct sock_filter code[] = {
       BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 6),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, 0),          /* no checksum: drop */
-      BPF_STMT(BPF_RET | BPF_K, 0xffffffff), /* keep all of it */
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3),         /* a checksum: keep */
+      BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 4),
+      BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, max_whole, 1, 0), /* no checksum, longer than a wire packet: keep */
+      BPF_STMT(BPF_RET | BPF_K, 0),                         /* no checksum: drop */
+      BPF_STMT(BPF_RET | BPF_K, 0xffffffff),                /* keep all of it */
   };
   struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
   if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0) return -errno;

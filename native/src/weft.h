@@ -158,11 +158,15 @@ int weft_udp_gso_supported(int fd);
 
 /*
  * Attaches a socket filter that drops every datagram whose UDP checksum field
- * is 0 (IPv4's "no checksum"): the kernel verifies every other checksum before
- * a datagram reaches the socket, so what remains is covered end to end.
+ * is 0 (IPv4's "no checksum") and whose UDP length is at most max_whole: the
+ * kernel verifies every other checksum before a datagram reaches the socket,
+ * so what remains is covered end to end. Longer ones (max_whole: the longest
+ * datagram one underlay packet carries) crossed no wire whole: a peer's
+ * kernel fast path sent a super-packet, and weft checks its TCP checksum
+ * itself (weft_super_vnet). max_whole 0xffff drops every zero checksum.
  * 0 or -errno.
  */
-int weft_udp_reject_zero_csum(int fd);
+int weft_udp_reject_zero_csum(int fd, uint32_t max_whole);
 
 /*
  * Steers datagrams among the `group` sockets of a SO_REUSEPORT group (the
@@ -205,6 +209,29 @@ int64_t weft_udp_socket_drops(int fd);
 int weft_udp_send_vnet_batch(int fd, uint8_t *slab, const int32_t *offsets, const int32_t *lens,
                              const uint32_t *addrs, const uint16_t *ports, int count, int flags,
                              int32_t *per, struct weft_scratch *s, struct weft_io *io);
+
+/*
+ * Writes one IPv4 TCP super-packet that arrived whole in one datagram (a
+ * peer's kernel fast path sent it and nothing on the way segmented it) to a
+ * TUN opened with a virtio-net header, as a GSO write that the kernel cuts
+ * into segments of at most `mtu` bytes. Its TCP checksum must be either the
+ * partial one a sender's stack leaves for the NIC (the pseudo-header sum) or
+ * complete and right (verified here, then turned into the partial form): the
+ * kernel completes it for every segment. Returns 1 when written, 0 when
+ * refused (not such a packet, or a wrong checksum: counted in io->malformed),
+ * -errno when the write failed (also counted in io->failed).
+ */
+int weft_tun_write_super(int fd, uint8_t *pkt, size_t len, int mtu, struct weft_io *io);
+/* The checks and the virtio-net header (WEFT_VNET_HDR_LEN bytes to hdr) of weft_tun_write_super; 0 or -1 (refused). */
+/*
+ * A single packet's virtio-net header when its TCP or UDP checksum field holds
+ * the partial form (the pseudo-header sum a sender's kernel leaves for a NIC:
+ * a peer's fast path sent it over a link that never completed it): NEEDS_CSUM
+ * at its L4 header, 1. Otherwise 0 (and hdr untouched): write it with none.
+ * Either way the kernel's sum seeded with that field is the right checksum.
+ */
+int weft_partial_vnet(const uint8_t *pkt, size_t len, uint8_t *hdr);
+int weft_super_vnet(uint8_t *pkt, size_t len, int mtu, uint8_t *hdr);
 
 /*
  * Writes plain IPv4 packets (slab + offsets[i], lens[i]) to a TUN. With

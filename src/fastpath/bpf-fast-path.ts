@@ -40,6 +40,7 @@ export const FAST_PATH_COUNTERS = [
   { name: 'decap_pass_malformed', help: 'left to the userspace path on receive: not exactly one packet (bad lengths, or a train of datagrams sent with UDP_SEGMENT over a link that does not segment), IP options or header checksum' },
   { name: 'decap_pass_source', help: 'left to the userspace path on receive: unknown sender or not the owner of the inner source' },
   { name: 'decap_pass_other', help: 'left to the userspace path on receive: not for this subnet, or a source outside the network' },
+  { name: 'decap_pass_super', help: 'left to the userspace path on receive: a TCP super-packet (written to the TUN as one GSO write), or a segment of a flow that sent one in the last 2 ms (so that none overtakes it)' },
   { name: 'errors', help: 'packets dropped because a kernel helper failed half-way' },
 ] as const;
 

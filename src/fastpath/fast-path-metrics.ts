@@ -26,6 +26,7 @@ const PASSES: ReadonlyArray<{ readonly name: FastPathCounterName; readonly direc
   { name: 'decap_pass_malformed', direction: 'decap', reason: 'malformed' },
   { name: 'decap_pass_source', direction: 'decap', reason: 'source' },
   { name: 'decap_pass_other', direction: 'decap', reason: 'other' },
+  { name: 'decap_pass_super', direction: 'decap', reason: 'super_packet' },
 ];
 
 /**

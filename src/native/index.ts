@@ -65,6 +65,15 @@ export interface NativeBinding {
    * one read. The bytes are valid until the next read into the same slab.
    */
   tunReadBatch(fd: number, slab: Uint8Array, slotSize: number, max: number, lens: Int32Array, io: Uint32Array, offsets?: Int32Array): number;
+  /**
+   * Writes one IPv4 TCP super-packet `slab[offset..+len]` that came whole in
+   * one datagram as a GSO write (segments of at most `mtu`) to a TUN opened
+   * with a virtio-net header; its TCP checksum must be partial or right.
+   * Returns 1 written, 0 refused (io[5]) or failed (io[1]).
+   */
+  tunWriteSuper(fd: number, slab: Uint8Array, offset: number, len: number, mtu: number, io: Uint32Array): number;
+  /** The checks and virtio-net header of tunWriteSuper without the write: the header, or null when refused (may rewrite the TCP checksum to its partial form). */
+  superVnetHeader(packet: Uint8Array, mtu: number): Buffer | null;
   /** Writes packets `slab[offsets[i]..+lens[i]]` for i < count. Returns how many the kernel took. */
   tunWriteBatch(fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array, count: number, io: Uint32Array): number;
 
@@ -108,8 +117,13 @@ export interface NativeBinding {
   udpSetGro(fd: number, on: boolean): void;
   /** Whether the kernel knows UDP_SEGMENT. */
   udpGsoSupported(fd: number): boolean;
-  /** A socket filter that drops datagrams with no UDP checksum (0): every datagram that gets through was verified by the kernel. */
-  udpRejectZeroChecksum(fd: number): void;
+  /**
+   * A socket filter that drops datagrams with no UDP checksum (0) up to
+   * `maxWhole` bytes of UDP length (default: all of them): every datagram that
+   * gets through was verified by the kernel, or is longer than one underlay
+   * packet carries (a fast-path peer's super-packet, checked by tunWriteSuper).
+   */
+  udpRejectZeroChecksum(fd: number, maxWhole?: number): void;
   /** Datagrams the kernel dropped at this socket: its buffer was full, or the filter refused them (SO_MEMINFO). */
   udpSocketDrops(fd: number): number;
   /** Spreads a SO_REUSEPORT group's datagrams over its `group` sockets by the inner packet's flow (attach to one member). */

@@ -41,6 +41,10 @@ export const enum Counter {
   DropSourceNotOwned,
   /** accepted from a known host with an inner source outside the cluster network */
   UdpRxOutsideNetwork,
+  /** a TCP super-packet that came whole in one datagram (a peer's kernel fast path), written as one GSO write */
+  UdpRxSuperPackets,
+  /** such a datagram refused: not a whole IPv4 TCP packet, or its TCP checksum neither partial nor right */
+  DropBadSuperPacket,
 
   IcmpNetUnreachableSent,
   IcmpTimeExceededSent,
@@ -104,6 +108,8 @@ export const COUNTER_INFO: readonly CounterInfo[] = [
   drop('decap', 'unknown_sender', 'Source validation: the datagram came from an address that is no lease\'s (or --peer\'s) public IP'),
   drop('decap', 'source_not_owned', 'Source validation: the inner source is in the cluster network but not in a subnet the sending host owns'),
   { name: 'udp_rx_outside_network', metric: 'weft_udp_rx_outside_network_packets_total', help: 'Datagrams accepted from a known host whose inner source is outside the cluster network' },
+  { name: 'udp_rx_super_packets', metric: 'weft_udp_rx_super_packets_total', help: 'TCP super-packets that arrived whole in one datagram (a peer\'s kernel fast path sent them) and were written as one GSO write' },
+  drop('decap', 'bad_super_packet', 'A datagram larger than the MTU that is not a whole IPv4 TCP packet with a partial or right TCP checksum'),
   { name: 'icmp_net_unreachable_sent', metric: 'weft_icmp_sent_total', labels: { type: 'net_unreachable' }, help: 'ICMP errors generated' },
   { name: 'icmp_time_exceeded_sent', metric: 'weft_icmp_sent_total', labels: { type: 'time_exceeded' }, help: 'ICMP errors generated' },
   { name: 'icmp_rate_limited', metric: 'weft_icmp_rate_limited_total', help: 'ICMP errors not sent because of the rate limit' },

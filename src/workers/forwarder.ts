@@ -48,6 +48,7 @@ import {
   ICMP_TIME_EXCEEDED,
   ICMP_TTL_EXCEEDED,
   ipv4Dst,
+  ipv4TotalLength,
   ipv4Src,
   Ipv4Drop,
   mayQuoteInIcmpError,
@@ -62,7 +63,7 @@ import { SEND_RESULT_FIELDS } from '../native';
 
 /** The parts of the native addon the packet loop uses (a fake can stand in). */
 export type PacketIo = Pick<NativeBinding,
-  'tunReadBatch' | 'tunWriteBatch' | 'udpRecvBatch' | 'udpSendBatch' | 'udpSendVnetBatch' | 'tunWritePackets' |
+  'tunReadBatch' | 'tunWriteBatch' | 'tunWriteSuper' | 'udpRecvBatch' | 'udpSendBatch' | 'udpSendVnetBatch' | 'tunWritePackets' |
   'MAX_WRITE' | 'VNET_HDR_LEN'>;
 
 /** Which offloads the data path uses; each one can be switched off (and is, when the kernel lacks it). */
@@ -122,6 +123,13 @@ export interface ForwarderOptions {
   readonly adaptivePoll?: boolean;
   /** Read one TUN packet per pass while they come one at a time (read-limit.ts); default true, ignored when polling. */
   readonly shortTunReads?: boolean;
+  /**
+   * The TUN's MTU. With a virtio-net header on the TUN, a datagram holding one
+   * IPv4 TCP packet longer than this (a super-packet a peer's kernel fast path
+   * sent whole) is written as one GSO write cut into segments of this size;
+   * without it (or without the header) such a datagram is written as it is.
+   */
+  readonly tunMtu?: number;
 }
 
 /** The per-peer block if it has room for every slot of `routes`, else null (counting stops rather than mixing peers). */
@@ -143,6 +151,8 @@ export class Forwarder {
   private routes: CompiledRoutes;
   private readonly localNet: number;
   private readonly localMask: number;
+  /** Above this length a whole TCP packet in one datagram is a super-packet (0: not handled). */
+  private readonly superMtu: number;
   private readonly clusterNet: number;
   private readonly clusterMask: number;
   private readonly validateSources: boolean;
@@ -200,6 +210,7 @@ export class Forwarder {
     this.validateSources = options.sourceValidation ?? true;
     this.maxRounds = options.maxBatchesPerWakeup ?? 8;
     this.off = options.offloads ?? NO_OFFLOADS;
+    this.superMtu = this.off.vnetHdr && options.tunMtu !== undefined ? options.tunMtu : 0;
     const n = options.batchSize;
     // a full list is flushed mid-batch, so the cap only bounds one write call
     this.writeCapacity = Math.min(this.off.udpGro ? n * DATAGRAMS_PER_MESSAGE : n, io.MAX_WRITE);
@@ -392,7 +403,11 @@ export class Forwarder {
         bytesIn += message;
         const unknownSender = validate && home < 0;
         const first = datagrams;
-        const step = segs !== null && (segs[i] as number) > 0 ? (segs[i] as number) : Math.max(message, 1);
+        const base = i * udpSlotSize;
+        // one packet longer than the MTU filling the whole message: a super-packet sent whole (UDP_GRO reports its
+        // segment size, but nothing split it), not a train of datagrams
+        const whole = this.superMtu > 0 && message > this.superMtu && message >= 20 && ipv4TotalLength(slab, base) === message;
+        const step = !whole && segs !== null && (segs[i] as number) > 0 ? (segs[i] as number) : Math.max(message, 1);
         for (let at = 0; at < message || (message === 0 && at === 0); at += step) {
           const off = i * udpSlotSize + at;
           const len = Math.min(step, message - at);
@@ -429,6 +444,11 @@ export class Forwarder {
             continue;
           }
           decrementTtl(slab, off);
+          if (whole) {
+            out = this.flushToTun(out); // in order: what came before it goes first
+            this.writeSuper(off, len);
+            continue;
+          }
           if (out === this.writeCapacity) out = this.flushToTun(out);
           this.writeOffsets[out] = off;
           this.writeLens[out] = len;
@@ -467,8 +487,22 @@ export class Forwarder {
 
   /** Writes the first `count` accepted packets of the UDP slab to the TUN; returns 0 (the list is empty again). */
   private flushToTun(count: number): number {
+    if (count === 0) return 0;
     this.writeToTun(this.udpSlab, this.writeOffsets, this.writeLens, count, this.off.groFlags, Counter.DropTunWriteFailed);
     return 0;
+  }
+
+  /** A whole super-packet from one datagram: one GSO write, or counted as refused. */
+  private writeSuper(off: number, len: number): void {
+    const res = this.ioResult;
+    const c = this.c;
+    const written = this.io.tunWriteSuper(this.opt.tunFd, this.udpSlab, off, len, this.superMtu, res);
+    c[Counter.SyscallsTunWrite] += res[0] as number;
+    c[Counter.TunTxPackets] += written;
+    c[Counter.TunTxBytes] += res[3] as number;
+    c[Counter.UdpRxSuperPackets] += written;
+    c[Counter.DropBadSuperPacket] += res[5] as number;
+    c[Counter.DropTunWriteFailed] += res[1] as number;
   }
 
   /** One TUN write call (with a virtio-net header and coalescing in vnet mode); `failedCounter` takes refusals. */

@@ -37,7 +37,9 @@ async function echoRequestsReceived(lab: Lab, ns: string): Promise<number> {
   return Number(values[i]);
 }
 
-describe('source validation: nobody but a subnet\'s owner gets packets into a pod', { skip }, () => {
+/** The userspace path, and the kernel fast path (whose decap leaves every datagram it cannot vouch for to userspace). */
+for (const { label, flags } of [{ label: 'userspace path', flags: [] as string[] }, { label: 'kernel fast path', flags: ['--fast-path', 'bpf'] }]) {
+describe(`source validation (${label}): nobody but a subnet's owner gets packets into a pod`, { skip }, () => {
   let lab: Lab;
   let agents: LabAgent[] = [];
 
@@ -53,9 +55,9 @@ describe('source validation: nobody but a subnet\'s owner gets packets into a po
     agents = [
       new LabAgent(lab, h1.ns, ['--net-config-path', netConf, '--iface', 'eth0', '--subnet', h1.podSubnet,
         '--peer', `${h2.podSubnet}=${h2.underlayIp}`, '--peer', `${KNOWN_SUBNET}=${known}`,
-        '--healthz-ip', '127.0.0.1', '--healthz-port', String(H1_HEALTH)]),
+        '--healthz-ip', '127.0.0.1', '--healthz-port', String(H1_HEALTH), ...flags]),
       new LabAgent(lab, h2.ns, ['--net-config-path', netConf, '--iface', 'eth0', '--subnet', h2.podSubnet,
-        '--peer', `${h1.podSubnet}=${h1.underlayIp}`]),
+        '--peer', `${h1.podSubnet}=${h1.underlayIp}`, ...flags]),
     ];
     await Promise.all(agents.map((a) => a.waitReady()));
   });
@@ -113,6 +115,10 @@ describe('source validation: nobody but a subnet\'s owner gets packets into a po
     assert.equal((afterSpoofs.get('weft_tun_tx_packets_total') ?? 0) - (before.get('weft_tun_tx_packets_total') ?? 0), 0,
       'nothing spoofed was written to the TUN');
     assert.equal(await echoRequestsReceived(lab, pod1), echoesBefore, 'the pod received no spoofed echo request');
+    if (flags.length > 0) {
+      const passed = (m: Map<string, number>): number => m.get('weft_fast_path_passed_packets_total{direction="decap",reason="source"}') ?? 0;
+      assert.equal(passed(afterSpoofs) - passed(before), 2 * COUNT, 'the kernel decapsulated none of them: it left each to userspace');
+    }
 
     // the known host's own subnet is its to send from
     await sendFrom('known', KNOWN_POD);
@@ -125,3 +131,4 @@ describe('source validation: nobody but a subnet\'s owner gets packets into a po
     assert.match(ping, /3 received/);
   });
 });
+}

@@ -728,6 +728,70 @@ describe('offload mode (UDP_GRO messages, virtio-net TUN writes)', () => {
   });
 });
 
+describe('super-packets that came whole in one datagram (a peer\'s kernel fast path)', () => {
+  const GRO = { vnetHdr: true, udpGso: true, udpGro: true, groFlags: 1 };
+  const MTU = 1472;
+  const PEER_ADDR = ip('192.168.77.2');
+
+  /** A TCP packet 10.244.2.5 -> 10.244.1.7 of `data` bytes whose checksum field holds `check` ('partial': the pseudo-header sum). */
+  function tcpPacket(data: number, check: 'partial' | number, id = 9): Buffer {
+    const seg = Buffer.alloc(20 + data);
+    seg.writeUInt16BE(40000, 0);
+    seg.writeUInt16BE(5201, 2);
+    seg.writeUInt32BE(1, 4);
+    seg[12] = 5 << 4; // header length 20
+    seg[13] = 0x10; // ACK
+    seg.writeUInt16BE(512, 14);
+    for (let i = 20; i < seg.length; i++) seg[i] = (i * 13) & 0xff;
+    const p = packet({ src: '10.244.2.5', dst: '10.244.1.7', id, ttl: 63, protocol: 6, payload: seg });
+    const pseudo = Buffer.alloc(12);
+    p.copy(pseudo, 0, 12, 20);
+    pseudo[9] = 6;
+    pseudo.writeUInt16BE(seg.length, 10);
+    p.writeUInt16BE(check === 'partial' ? sum16(pseudo, 0, 12) : check, 20 + 16);
+    return p;
+  }
+
+  it('writes one as a GSO write of MTU-sized segments even when UDP_GRO reports a segment size, after what came before it', () => {
+    const { io, counters, fwd } = setup({ batchSize: 4, udpSlotSize: 65536, offloads: GRO, tunMtu: MTU });
+    const before = inbound(1, 40);
+    const big = tcpPacket(20_000, 'partial');
+    io.udp.inject(before, PEER_ADDR, 8285);
+    // the kernel hands a UDP-tunnel GSO datagram up whole, its cmsg naming the inner segment size
+    io.udp.pending.push({ bytes: big, addr: PEER_ADDR, port: 8285, segment: 1420 });
+    assert.equal(fwd.pumpUdp(), 2);
+    assert.equal(io.tun.written.length, 2);
+    assertForwarded((io.tun.written[0] as Buffer).subarray(10), before);
+    const w = io.tun.written[1] as Buffer;
+    const h = { flags: w[0], gsoType: w[1], hdrLen: w.readUInt16LE(2), gsoSize: w.readUInt16LE(4), csumStart: w.readUInt16LE(6), csumOffset: w.readUInt16LE(8) };
+    assert.deepEqual(h, { flags: 1, gsoType: 1, hdrLen: 40, gsoSize: MTU - 40, csumStart: 20, csumOffset: 16 });
+    assert.equal(w.length - 10, big.length);
+    assert.equal(w[10 + 8], 62, 'TTL decremented');
+    assert.ok(headerChecksumOk(w.subarray(10)));
+    expectCounters(counters, {
+      udp_rx_packets: 2, udp_rx_bytes: before.length + big.length, tun_tx_packets: 2, tun_tx_bytes: before.length + big.length,
+      udp_rx_super_packets: 1,
+    });
+  });
+
+  it('drops one whose TCP checksum is neither partial nor right, and counts it', () => {
+    const { io, counters, fwd } = setup({ batchSize: 4, udpSlotSize: 65536, offloads: GRO, tunMtu: MTU });
+    io.udp.inject(tcpPacket(5_000, 0x1234), PEER_ADDR, 8285);
+    assert.equal(fwd.pumpUdp(), 1);
+    assert.equal(io.tun.written.length, 0);
+    assert.equal(counters[Counter.DropBadSuperPacket], 1);
+    assert.equal(counters[Counter.UdpRxSuperPackets], 0);
+  });
+
+  it('without tunMtu (or a virtio-net header) such a datagram is written as it is, as before', () => {
+    const { io, counters, fwd } = setup({ batchSize: 4, udpSlotSize: 65536, offloads: GRO });
+    io.udp.inject(tcpPacket(3_000, 'partial'), PEER_ADDR, 8285);
+    assert.equal(fwd.pumpUdp(), 1);
+    assert.equal(io.tun.written.length, 1);
+    assert.equal(counters[Counter.UdpRxSuperPackets], 0);
+  });
+});
+
 // ---- source validation --------------------------------------------------------
 
 describe('source validation (decap)', () => {

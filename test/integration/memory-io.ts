@@ -242,6 +242,25 @@ export class MemoryPacketIo implements PacketIo {
   }
 
   /** Without vnet: tunWriteBatch. With vnet: the native coalescing decides the writes; each is recorded with its header. */
+  /** The native checks and header (superVnetHeader); the write is recorded with its header, as in vnet mode. */
+  tunWriteSuper(fd: number, slab: Uint8Array, offset: number, len: number, mtu: number, io: Uint32Array): number {
+    this.checkFd(fd, this.tunFd, 'tunWriteSuper');
+    const packet = slab.subarray(offset, offset + len);
+    const hdr = loadNative().superVnetHeader(packet, mtu);
+    if (hdr === null) {
+      report(io, 0, 0, 0, 0, 0, 1);
+      return 0;
+    }
+    const w = Buffer.concat([hdr, packet]);
+    if (this.tun.refuse(w)) {
+      report(io, 1, 1, this.tun.refuseErrno, 0, 0, 0);
+      return 0;
+    }
+    this.tun.written.push(w);
+    report(io, 1, 0, 0, len, 1, 0);
+    return 1;
+  }
+
   tunWritePackets(
     fd: number, slab: Uint8Array, offsets: Int32Array, lens: Int32Array, count: number,
     vnet: boolean, groFlags: number, io: Uint32Array,

@@ -1375,3 +1375,45 @@ describe('offload differential: groCoalesce', () => {
     });
   });
 });
+
+// ---------------------------------------------------------------------------
+// superVnetHeader: a TCP super-packet that came whole in one datagram
+// ---------------------------------------------------------------------------
+
+describe('superVnetHeader (a fast-path peer\'s super-packet, written as one GSO write)', () => {
+  const MTU = 1472;
+  const ip: IpFields = { src: 0x0af40102, dst: 0x0af40202, tos: 0, ttl: 62, id: 1, frag: 0x4000 };
+  const tcp: TcpFields = { sport: 40000, dport: 5201, seq: 1000, ack: 7, flags: TCP_ACK | TCP_PSH, window: 512, options: new Uint8Array(12) };
+  const payload = (n: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 7 + 3) % 256);
+  const l4 = (p: Uint8Array): number => u16(p, ipHeaderLength(p) + 16);
+
+  test('a partial checksum (the pseudo-header sum) is kept, and the header asks the kernel to finish it per segment of the MTU', () => {
+    const p = buildTcp(ip, tcp, payload(20_000), 'pseudo');
+    const before = l4(p);
+    const hdr = native.superVnetHeader(p, MTU);
+    assert.ok(hdr !== null);
+    assert.deepEqual(decodeVnet(hdr), { flags: NEEDS_CSUM, gsoType: GSO_TCPV4, hdrLen: 52, gsoSize: MTU - 52, csumStart: 20, csumOffset: 16 });
+    assert.equal(l4(p), before);
+  });
+
+  test('a complete, right checksum is turned into the partial form; CWR asks for ECN', () => {
+    const p = buildTcp(ip, { ...tcp, flags: TCP_ACK | TCP_CWR }, payload(9_001), 'full');
+    assert.ok(l4ChecksumValid(p));
+    const hdr = native.superVnetHeader(p, MTU);
+    assert.ok(hdr !== null);
+    assert.equal(decodeVnet(hdr).gsoType, GSO_TCPV4 | GSO_ECN);
+    assert.equal(l4(p), ones(pseudoSum(p, IPPROTO_TCP, p.length - 20)), 'the field now holds the pseudo-header sum');
+  });
+
+  test('refuses a wrong checksum, another protocol, a fragment, a length that is not the datagram\'s, and headers that fill the MTU', () => {
+    const wrong = buildTcp(ip, tcp, payload(5_000), 'full');
+    put16(wrong, 36, u16(wrong, 36) ^ 0x0101);
+    assert.equal(native.superVnetHeader(wrong, MTU), null, 'wrong checksum');
+    assert.equal(native.superVnetHeader(buildUdp(ip, 1, 2, payload(5_000)), MTU), null, 'UDP');
+    const frag = buildTcp({ ...ip, frag: 0x2000 }, tcp, payload(5_000), 'pseudo');
+    assert.equal(native.superVnetHeader(frag, MTU), null, 'a fragment');
+    const p = buildTcp(ip, tcp, payload(5_000), 'pseudo');
+    assert.equal(native.superVnetHeader(p.subarray(0, p.length - 1), MTU), null, 'total length beyond the datagram');
+    assert.equal(native.superVnetHeader(p, 52), null, 'no room for payload in a segment');
+  });
+});

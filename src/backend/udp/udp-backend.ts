@@ -204,6 +204,7 @@ export class UdpBackend implements Backend {
       busyPollMicros: o.busyPollMicros,
       adaptivePoll: o.adaptivePoll ?? false,
       shortTunReads: o.shortTunReads ?? true,
+      tunMtu: this.mtu,
       peerCounters: o.peerCounters ?? true,
     }, (err) => this.onFatal(err));
     log.info({ workers: o.workers, batch: o.batchSize }, 'data plane running');
@@ -317,7 +318,9 @@ export class UdpBackend implements Backend {
     let groFlags = vnetHdr ? (want.coalesceTcp ? n.GRO_TCP : 0) | (uso ? n.GRO_UDP : 0) : 0;
     if (groFlags !== 0 && want.trustOuterChecksum === true) {
       try {
-        for (const fd of this.udpFds) n.udpRejectZeroChecksum(fd);
+        // a datagram longer than one underlay packet can carry crossed no wire whole: a fast-path peer's super-packet,
+        // whose TCP checksum the workers check themselves (Forwarder.writeSuper)
+        for (const fd of this.udpFds) n.udpRejectZeroChecksum(fd, this.ctx.underlay.mtu - 20);
         groFlags |= n.GRO_TRUST_L4_CSUM;
       } catch (err) {
         log.warn({ err: (err as Error).message }, 'cannot filter datagrams without a UDP checksum: coalescing re-verifies every inner checksum');
