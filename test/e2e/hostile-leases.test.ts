@@ -45,12 +45,16 @@ describe('hostile leases in etcd are ignored, never routed', { skip }, () => {
     const ping = (): Promise<string> => lab.exec(h1.podNs as string, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', h2.podIp], { timeoutMs: 10_000 });
     await eventually('pods talk before', async () => ((await ping()).includes(' 0% packet loss') ? true : undefined), 15_000, 300);
 
-    // a free /24 for the leases that are wrong only in their PublicIP
-    const free = (n: number): string => `10.244.${(c + 100 + n) % 256}.0-24`;
+    // a free /24 for the leases that are wrong only in their PublicIP: neither host's (leases are random, so
+    // a fixed offset from host 2's subnet could land on host 1's and be counted as an overlap instead)
+    const taken = new Set([h1.podSubnet, h2Subnet].map((s) => Number(s.split('.')[2])));
+    const freeOctets: number[] = [];
+    for (let k = c + 100; freeOctets.length < 6; k++) if (!taken.has(k % 256)) freeOctets.push(k % 256);
+    const free = (n: number): string => `10.244.${freeOctets[n] as number}.0-24`;
     const hostile: Array<[string, string, string]> = [
       [free(1), '{"PublicIP":"127.0.0.1","BackendType":"udp"}', 'bogus_public_ip'],
       [free(2), '{"PublicIP":"224.0.0.5","BackendType":"udp"}', 'bogus_public_ip'],
-      [free(3), `{"PublicIP":"10.244.${(c + 103) % 256}.9","BackendType":"udp"}`, 'bogus_public_ip'],
+      [free(3), `{"PublicIP":"10.244.${freeOctets[3] as number}.9","BackendType":"udp"}`, 'bogus_public_ip'],
       ['10.99.1.0-24', '{"PublicIP":"192.168.77.66","BackendType":"udp"}', 'outside_network'],
       [`${a}.${b}.${c}.128-25`, '{"PublicIP":"192.168.77.66","BackendType":"udp"}', 'subnet_length'],
       [`${a}.${b}.${c & ~3}.0-22`, '{"PublicIP":"192.168.77.66","BackendType":"udp"}', 'subnet_length'],
