@@ -95,9 +95,7 @@ static napi_value fp_open(napi_env env, napi_callback_info info) {
   int err = weft_fp_open(path, &fp, &what);
   if (err < 0) return throw_err(env, what, -err);
   e->fps[slot] = fp;
-  napi_value out;
-  napi_create_uint32(env, (uint32_t)slot, &out);
-  return out;
+  return make_u32(env, (uint32_t)slot);
 }
 
 static napi_value fp_attach(napi_env env, napi_callback_info info, int encap) {
@@ -163,9 +161,7 @@ static napi_value fp_set_routes(napi_env env, napi_callback_info info) {
   int changed = 0;
   int err = weft_fp_set_routes(fp, nets, lens, peers, ports, flags, (int)count, &changed, &what);
   if (err < 0) return throw_err(env, what, -err);
-  napi_value out;
-  napi_create_uint32(env, (uint32_t)changed, &out);
-  return out;
+  return make_u32(env, (uint32_t)changed);
 }
 
 static napi_value fp_counters(napi_env env, napi_callback_info info) {
@@ -197,9 +193,7 @@ static napi_value fp_detach_ingress(napi_env env, napi_callback_info info) {
     return throw_arg(env, "fpDetachIngress(ifindex, tcHandle, priority): numbers expected");
   int r = weft_fp_detach_ingress((int)ifindex, handle, priority);
   if (r < 0) return throw_err(env, "bpf_tc_detach", -r);
-  napi_value out;
-  napi_create_uint32(env, (uint32_t)r, &out);
-  return out;
+  return make_u32(env, (uint32_t)r);
 }
 
 /* A thread's fast paths still open when it goes away are detached and freed. */
@@ -224,8 +218,6 @@ NAPI_MODULE_INIT() {
       {"fpDetachIngress", NULL, fp_detach_ingress, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
-  napi_value n;
-  napi_create_uint32(env, WEFT_FP_COUNTERS, &n);
-  napi_set_named_property(env, exports, "FP_COUNTERS", n);
+  napi_set_named_property(env, exports, "FP_COUNTERS", make_u32(env, WEFT_FP_COUNTERS));
   return exports;
 }

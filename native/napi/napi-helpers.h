@@ -61,6 +61,12 @@ static inline napi_value throw_arg(napi_env env, const char *what) {
   if (argc < (required)) return throw_arg(env, "missing arguments");      \
   if (argc > (most)) argc = (most)
 
+static inline napi_value make_u32(napi_env env, uint32_t v) {
+  napi_value out;
+  napi_create_uint32(env, v, &out);
+  return out;
+}
+
 /* 1 for undefined or null: an optional argument left out. */
 static inline int is_nullish(napi_env env, napi_value v) {
   napi_valuetype t;

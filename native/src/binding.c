@@ -64,12 +64,6 @@ static struct weft_env *instance(napi_env env) {
   return (struct weft_env *)data;
 }
 
-static napi_value make_u32(napi_env env, uint32_t v) {
-  napi_value out;
-  napi_create_uint32(env, v, &out);
-  return out;
-}
-
 static void report_io(uint32_t *io_out, const struct weft_io *io) {
   io_out[0] = io->syscalls;
   io_out[1] = io->failed;

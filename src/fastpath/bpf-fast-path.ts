@@ -25,22 +25,25 @@ export const FAST_PATH_TC_PRIORITY = 0x8285;
 export const FAST_PATH_LEASE_KEY = 'FastPath';
 export const FAST_PATH_BPF = 'bpf';
 
-/** The counters, in native/bpf/fastpath.h's order: metric-ready names. */
+/**
+ * The counters, in native/bpf/fastpath.h's order: metric-ready names; `passed`
+ * marks a packet left to the userspace path, with its metric labels.
+ */
 export const FAST_PATH_COUNTERS = [
   { name: 'encap_packets', help: 'packets encapsulated in the kernel (a super-packet counts once)' },
   { name: 'encap_bytes', help: 'bytes of inner packets encapsulated in the kernel' },
   { name: 'encap_super_packets', help: 'of the encapsulated packets, TCP super-packets' },
   { name: 'decap_packets', help: 'datagrams decapsulated in the kernel' },
   { name: 'decap_bytes', help: 'bytes of inner packets decapsulated in the kernel' },
-  { name: 'encap_pass_no_route', help: 'left to the userspace path: no route for the destination' },
-  { name: 'encap_pass_plain_peer', help: 'left to the userspace path: the peer runs no fast path' },
-  { name: 'encap_pass_ttl', help: 'left to the userspace path: TTL too low to cross' },
-  { name: 'encap_pass_other', help: 'left to the userspace path: not IPv4, IP options, a source outside the network, a UDP super-packet' },
-  { name: 'decap_pass_ttl', help: 'left to the userspace path on receive: TTL expired' },
-  { name: 'decap_pass_malformed', help: 'left to the userspace path on receive: not exactly one packet (bad lengths, or a train of datagrams sent with UDP_SEGMENT over a link that does not segment), IP options or header checksum' },
-  { name: 'decap_pass_source', help: 'left to the userspace path on receive: unknown sender or not the owner of the inner source' },
-  { name: 'decap_pass_other', help: 'left to the userspace path on receive: not for this subnet, or a source outside the network' },
-  { name: 'decap_pass_super', help: 'left to the userspace path on receive: a TCP super-packet (written to the TUN as one GSO write), or a segment of a flow that sent one in the last 2 ms (so that none overtakes it)' },
+  { name: 'encap_pass_no_route', passed: { direction: 'encap', reason: 'no_route' }, help: 'left to the userspace path: no route for the destination' },
+  { name: 'encap_pass_plain_peer', passed: { direction: 'encap', reason: 'plain_peer' }, help: 'left to the userspace path: the peer runs no fast path' },
+  { name: 'encap_pass_ttl', passed: { direction: 'encap', reason: 'ttl' }, help: 'left to the userspace path: TTL too low to cross' },
+  { name: 'encap_pass_other', passed: { direction: 'encap', reason: 'other' }, help: 'left to the userspace path: not IPv4, IP options, a source outside the network, a UDP super-packet' },
+  { name: 'decap_pass_ttl', passed: { direction: 'decap', reason: 'ttl' }, help: 'left to the userspace path on receive: TTL expired' },
+  { name: 'decap_pass_malformed', passed: { direction: 'decap', reason: 'malformed' }, help: 'left to the userspace path on receive: not exactly one packet (bad lengths, or a train of datagrams sent with UDP_SEGMENT over a link that does not segment), IP options or header checksum' },
+  { name: 'decap_pass_source', passed: { direction: 'decap', reason: 'source' }, help: 'left to the userspace path on receive: unknown sender or not the owner of the inner source' },
+  { name: 'decap_pass_other', passed: { direction: 'decap', reason: 'other' }, help: 'left to the userspace path on receive: not for this subnet, or a source outside the network' },
+  { name: 'decap_pass_super', passed: { direction: 'decap', reason: 'super_packet' }, help: 'left to the userspace path on receive: a TCP super-packet (written to the TUN as one GSO write), or a segment of a flow that sent one in the last 2 ms (so that none overtakes it)' },
   { name: 'errors', help: 'packets dropped because a kernel helper failed half-way' },
 ] as const;
 

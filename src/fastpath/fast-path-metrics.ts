@@ -10,24 +10,15 @@
  *   weft_fast_path_enabled                           1 when the programs are attached
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { FastPathCounterName } from './bpf-fast-path';
+import { FAST_PATH_COUNTERS, type FastPathCounterName } from './bpf-fast-path';
 
 export interface FastPathSource {
   /** The counters, or undefined when no fast path runs. */
   counters(): Readonly<Record<FastPathCounterName, number>> | undefined;
 }
 
-const PASSES: ReadonlyArray<{ readonly name: FastPathCounterName; readonly direction: string; readonly reason: string }> = [
-  { name: 'encap_pass_no_route', direction: 'encap', reason: 'no_route' },
-  { name: 'encap_pass_plain_peer', direction: 'encap', reason: 'plain_peer' },
-  { name: 'encap_pass_ttl', direction: 'encap', reason: 'ttl' },
-  { name: 'encap_pass_other', direction: 'encap', reason: 'other' },
-  { name: 'decap_pass_ttl', direction: 'decap', reason: 'ttl' },
-  { name: 'decap_pass_malformed', direction: 'decap', reason: 'malformed' },
-  { name: 'decap_pass_source', direction: 'decap', reason: 'source' },
-  { name: 'decap_pass_other', direction: 'decap', reason: 'other' },
-  { name: 'decap_pass_super', direction: 'decap', reason: 'super_packet' },
-];
+/** The counters of packets left to the userspace path, with their labels. */
+const PASSES = FAST_PATH_COUNTERS.flatMap((c) => ('passed' in c ? [{ name: c.name, ...c.passed }] : []));
 
 /**
  * A counter filled from the fast path's figures on each scrape; `fill` adds
