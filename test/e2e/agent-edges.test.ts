@@ -18,7 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import { EtcdServer, etcdSkipReason } from '../../src/lab/etcd-server';
 import { Lab } from '../../src/lab/lab';
 import { LabAgent } from '../../src/lab/lab-agent';
-import { formatPrefix } from '../../src/net/ipv4';
+import { formatIpv4, formatPrefix } from '../../src/net/ipv4';
 import { readSubnetEnv } from '../../src/subnet/subnet-env';
 import { addPodInLease, e2eSkipReason, eventually, LineCollector, sleep, tearDownLab, weftCleanup, weftLeftovers } from './helpers';
 import { ETCD_PREFIX, fileFixture } from './store-fixture';
@@ -203,6 +203,54 @@ describe('--iface falls through to --iface-regex, which uses the address it matc
     const starting = agent.records.find((r) => r.msg === 'starting weft agent');
     assert.equal(starting?.['iface'], 'eth0');
     assert.equal(starting?.['publicIp'], '192.168.79.1', 'the matched address, not eth0\'s first (192.168.77.1)');
+  });
+});
+
+describe('--ip-blackhole-route: the lease\'s blackhole route, below the bridge\'s', { skip: e2eSkipReason(['ip']) }, () => {
+  let lab: Lab;
+  let agent: LabAgent | undefined;
+
+  before(async () => {
+    lab = await Lab.create({ hosts: 1, underlay: 'bridge', pods: false });
+  });
+  after(() => tearDownLab(lab, [agent]));
+
+  interface RouteJson { type?: string; dst: string; metric?: number; protocol?: string | number; dev?: string }
+  const blackholes = async (ns: string): Promise<RouteJson[]> =>
+    JSON.parse(await lab.exec(ns, 'ip', ['-j', '-N', 'route', 'show', 'type', 'blackhole'])) as RouteJson[];
+
+  test('at the lowest priority: dropping the lease\'s traffic until the bridge\'s route exists, then under it; ' +
+    'deleted, it returns; it stays at stop; weft cleanup removes it', async () => {
+    const h = lab.host(1);
+    const store = await fileFixture(lab, { Network: '10.244.0.0/16', Backend: { Type: 'host-gw' } });
+    agent = new LabAgent(lab, h.ns, [...store.agentArgs(), '--iface', 'eth0', '--ip-blackhole-route', '--iptables-resync', '1']);
+    await agent.waitReady(20_000);
+    const env = await readSubnetEnv(agent.subnetFile);
+    assert.ok(env !== undefined, agent.log());
+    const lease = formatPrefix(env.subnet);
+    const routes = await eventually('the blackhole route', async () => {
+      const r = await blackholes(h.ns);
+      return r.length > 0 ? r : undefined;
+    }, 10_000, 100);
+    assert.deepEqual(routes.map((r) => [r.dst, r.metric, String(r.protocol)]), [[lease, 4294967295, '87']]);
+    const podAddr = formatIpv4(env.subnet.network + 2);
+    // no bridge yet: the lease's addresses are dropped here instead of following the default route
+    const before = await lab.execResult(h.ns, 'ip', ['route', 'get', podAddr]);
+    assert.ok(before.code !== 0 && /Invalid argument|blackhole/.test(before.stderr + before.stdout),
+      `an address of the lease is not blackholed while no bridge exists: ${before.stdout}${before.stderr}`);
+    // the pod's bridge (cni0) brings its own route for the lease, which wins over the blackhole
+    await addPodInLease(lab, 1, agent);
+    assert.equal(h.podIp, podAddr);
+    assert.match(await lab.exec(h.ns, 'ip', ['route', 'get', podAddr]), /dev cni0/);
+
+    await lab.exec(h.ns, 'ip', ['route', 'del', 'blackhole', lease, 'metric', '4294967295']);
+    await eventually('the blackhole route to come back', async () => ((await blackholes(h.ns)).length === 1 ? true : undefined), 10_000, 100);
+
+    assert.equal((await agent.stop('SIGTERM')).code, 0);
+    assert.equal((await blackholes(h.ns)).length, 1, 'stop removed the blackhole route (flanneld leaves it)');
+    await weftCleanup(lab, h.ns, agent.stateDir);
+    assert.deepEqual(await blackholes(h.ns), []);
+    await store.close();
   });
 });
 

@@ -39,6 +39,9 @@ const FOREIGN_POD = '10.244.250.5';
 
 type Metrics = Map<string, number>;
 
+/** A line the foreign peer fixture prints. */
+interface ForeignEvent { event: string; from?: string; hex?: string }
+
 const peerSeries = (name: string, subnet: string): string => `${name}{subnet="${subnet}"}`;
 const peerDrop = (m: Metrics, subnet: string, reason: string): number =>
   m.get(`weft_peer_dropped_packets_total{direction="decap",reason="${reason}",subnet="${subnet}"}`) ?? 0;
@@ -89,6 +92,38 @@ describe('observability: per-peer counters, drops by reason, weft status', { ski
   });
 
   const scrape = (i: number): Promise<Metrics> => scrapeMetrics(lab, lab.host(i + 1).ns, HEALTH[i] as number);
+
+  test('a lease written as flanneld\'s udp backend writes it is a peer: a pod\'s packet reaches that host as one bare ' +
+    'IPv4 datagram, and its packet comes back to the pod', async () => {
+    const foreign = lab.extraNodes.get('f');
+    assert.ok(foreign !== undefined);
+    const pod1 = lab.host(1).podNs as string;
+    const payload = Buffer.from('to and from a flanneld lease....', 'utf8');
+    const peer = lab.spawn(foreign.ns, process.execPath, [FOREIGN_PEER, foreign.ip, 'wire', JSON.stringify({
+      agent: lab.host(1).underlayIp, src: FOREIGN_POD, dst: lab.host(1).podIp, id: 0x5151, seq: 3, payloadHex: payload.toString('hex'),
+    })]);
+    const events = new LineCollector(peer);
+    try {
+      await eventually('the flanneld-style peer listening', async () => events.json<ForeignEvent>().find((e) => e.event === 'listening'));
+      await lab.execResult(pod1, 'ping', ['-c', '1', '-W', '1', '-s', '24', FOREIGN_POD], { timeoutMs: 10_000 });
+      const req = await eventually('the pod\'s echo request at the flanneld-style peer',
+        async () => events.json<ForeignEvent>().find((e) => e.event === 'echo-request'));
+      assert.equal(req.from, `${lab.host(1).underlayIp}:8285`);
+      const pkt = Buffer.from(req.hex as string, 'hex');
+      assert.equal(pkt.length, 20 + 8 + 24, 'the datagram is exactly the pod\'s IPv4 packet');
+      assert.equal(pkt.readUInt16BE(2), pkt.length);
+      assert.equal(pkt.readUInt32BE(12) >>> 0, parseIpv4(lab.host(1).podIp));
+      assert.equal(pkt.readUInt32BE(16) >>> 0, parseIpv4(FOREIGN_POD));
+      const reply = await eventually('the pod\'s echo reply to the flanneld-style peer',
+        async () => events.json<ForeignEvent>().find((e) => e.event === 'echo-reply'));
+      const rp = Buffer.from(reply.hex as string, 'hex');
+      assert.equal(rp.readUInt32BE(16) >>> 0, parseIpv4(FOREIGN_POD));
+      assert.equal(rp.readUInt16BE(24), 0x5151);
+      assert.deepEqual(rp.subarray(28), payload);
+    } finally {
+      peer.kill();
+    }
+  });
 
   test('during a ping and an iperf3 run, what each agent sent to a peer is what the peer received from it', async (t) => {
     const [s1, s2] = subnets as [string, string];

@@ -81,15 +81,15 @@ function readVersion(): string {
   }
 }
 
-function flanneldNat(lease: string): string[] {
+function flanneldNat(lease: string, masqSuffix = suffix): string[] {
   return [
     '-A POSTROUTING -m comment --comment "flanneld masq" -j FLANNEL-POSTRTG',
     '-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment "flanneld masq" -j RETURN',
     `-A FLANNEL-POSTRTG -s ${lease} -d ${C} -m comment --comment "flanneld masq" -j RETURN`,
     `-A FLANNEL-POSTRTG -s ${C} -d ${lease} -m comment --comment "flanneld masq" -j RETURN`,
     `-A FLANNEL-POSTRTG ! -s ${C} -d ${lease} -m comment --comment "flanneld masq" -j RETURN`,
-    `-A FLANNEL-POSTRTG -s ${C} ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE${suffix}`,
-    `-A FLANNEL-POSTRTG ! -s ${C} -d ${C} -m comment --comment "flanneld masq" -j MASQUERADE${suffix}`,
+    `-A FLANNEL-POSTRTG -s ${C} ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE${masqSuffix}`,
+    `-A FLANNEL-POSTRTG ! -s ${C} -d ${C} -m comment --comment "flanneld masq" -j MASQUERADE${masqSuffix}`,
   ];
 }
 
@@ -253,6 +253,17 @@ describe('traffic rules in a network namespace', { skip: iptablesSkip }, () => {
     assert.deepEqual(await ruleLines('nat'), flanneldNat(P));
     assert.deepEqual(await ruleLines('filter'), FLANNELD_FILTER);
   });
+
+  test('iptables: --ip-masq-fully-random-disable masquerades without --random-fully; turning it off again restores it',
+    { skip: suffix === '' ? 'this iptables has no --random-fully: the flag changes nothing' : false }, async () => {
+      await runAgent({ randomFullyDisable: true });
+      assert.deepEqual(await ruleLines('nat'), flanneldNat(P, ''));
+      // the next start without the flag replaces the two masquerade rules in place
+      await runAgent({});
+      assert.deepEqual(await ruleLines('nat'), flanneldNat(P));
+      await runAgent({ action: 'remove' });
+      assert.deepEqual(await ruleLines('nat'), []);
+    });
 
   test('iptables: a changed lease replaces the previous lease\'s masquerade rules', async () => {
     await runAgent({});
