@@ -1,7 +1,8 @@
 /**
  * End to end: a flood of malformed datagrams at the rate one socket can send
  * them (test/e2e/fixtures/udp-flood.ts, bounded in time) at a weft host's
- * port 8285, from an address no lease names, while pods ping across the
+ * port 8285, from an address no lease names and then from a host that holds a
+ * lease (so that every datagram is parsed before it is dropped), while pods ping across the
  * overlay and the agent renews a short lease every two seconds. Measured and
  * asserted: the flood is dropped and counted; the pods' ping loses nothing;
  * the agent's memory stays flat; lease renewal keeps its schedule.
@@ -9,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import { Lab, LAB_NETWORK } from '../../src/lab/lab';
 import { LabAgent } from '../../src/lab/lab-agent';
 import { addPodInLease, dropCount, e2eSkipReason, eventually, LineCollector, scrapeMetrics, tearDownLab } from './helpers';
@@ -28,7 +29,7 @@ function rssKiB(pid: number): number {
   return Number(m[1]);
 }
 
-describe('a flood of malformed datagrams from an unknown sender', { skip }, () => {
+describe('a flood of malformed datagrams', { skip }, () => {
   let lab: Lab;
   let store: StoreFixture;
   const agents: LabAgent[] = [];
@@ -49,7 +50,8 @@ describe('a flood of malformed datagrams from an unknown sender', { skip }, () =
     await tearDownLab(lab, agents, store);
   });
 
-  test('is dropped and counted; pods keep pinging, memory stays flat, renewals stay on time', async (t) => {
+  /** Floods host 1 from `sender` (a namespace and its underlay address) and checks what the issue asks. */
+  async function flood(t: TestContext, sender: { ns: string; ip: string }, reason: string): Promise<void> {
     const [h1, h2] = [lab.host(1), lab.host(2)];
     const agent1 = agents[0] as LabAgent;
     const pid = agent1.child.pid as number;
@@ -59,11 +61,8 @@ describe('a flood of malformed datagrams from an unknown sender', { skip }, () =
     }, 15_000, 300);
     const rssBefore = rssKiB(pid);
     const before = await scrapeMetrics(lab, h1.ns, H1_HEALTH);
-    const floodNode = lab.extraNodes.get('flood');
-    assert.ok(floodNode !== undefined);
-
     const startedAt = Date.now();
-    const flood = lab.spawn(floodNode.ns, process.execPath, [FLOOD, floodNode.ip, h1.underlayIp, '8285', String(FLOOD_MS)]);
+    const flood = lab.spawn(sender.ns, process.execPath, [FLOOD, sender.ip, h1.underlayIp, '8285', String(FLOOD_MS)]);
     const floodOut = new LineCollector(flood);
     // pings every 50 ms for as long as the flood lasts
     const count = Math.floor(FLOOD_MS / 50) - 4;
@@ -74,11 +73,11 @@ describe('a flood of malformed datagrams from an unknown sender', { skip }, () =
 
     const afterM = await eventually('the flood counted', async () => {
       const m = await scrapeMetrics(lab, h1.ns, H1_HEALTH);
-      const a = dropCount(m, 'decap', 'unknown_sender');
+      const a = dropCount(m, 'decap', reason);
       const b = await new Promise((r) => setTimeout(r, 300)).then(() => scrapeMetrics(lab, h1.ns, H1_HEALTH));
-      return dropCount(b, 'decap', 'unknown_sender') === a ? b : undefined; // settled
+      return dropCount(b, 'decap', reason) === a ? b : undefined; // settled
     }, 10_000);
-    const dropped = dropCount(afterM, 'decap', 'unknown_sender') - dropCount(before, 'decap', 'unknown_sender');
+    const dropped = dropCount(afterM, 'decap', reason) - dropCount(before, 'decap', reason);
     const delivered = (afterM.get('weft_tun_tx_packets_total') ?? 0) - (before.get('weft_tun_tx_packets_total') ?? 0);
     const rssAfter = rssKiB(pid);
     const loss = /(\d+(?:\.\d+)?)% packet loss/.exec(ping)?.[1];
@@ -88,7 +87,7 @@ describe('a flood of malformed datagrams from an unknown sender', { skip }, () =
       .map((r) => r['time'] as number).filter((x) => x >= startedAt - 3000 && x <= endedAt + 3000);
     const gaps = renewals.slice(1).map((x, i) => x - (renewals[i] as number));
 
-    t.diagnostic(`flood: ${sent} datagrams in ${ms} ms (${Math.round(sent / (ms / 1000))} /s); the agent counted ${dropped} as unknown_sender`);
+    t.diagnostic(`flood: ${sent} datagrams in ${ms} ms (${Math.round(sent / (ms / 1000))} /s); the agent counted ${dropped} as ${reason}`);
     t.diagnostic(`ping during the flood: ${loss ?? '?'} % loss of ${count}`);
     t.diagnostic(`agent RSS: ${rssBefore} KiB before, ${rssAfter} KiB after (${rssAfter - rssBefore >= 0 ? '+' : ''}${rssAfter - rssBefore} KiB)`);
     t.diagnostic(`lease renewals around the flood: ${renewals.length}, gaps ${gaps.join(', ')} ms`);
@@ -100,5 +99,16 @@ describe('a flood of malformed datagrams from an unknown sender', { skip }, () =
     assert.ok(rssAfter - rssBefore < 20 * 1024, `the agent's memory stayed flat: ${rssBefore} -> ${rssAfter} KiB`);
     assert.ok(renewals.length >= Math.floor((endedAt - startedAt) / 2000) - 1, `renewals kept coming: ${renewals.length}`);
     assert.ok(gaps.every((g) => g < 3500), `no renewal came late (every ~2000 ms): ${gaps.join(', ')}`);
+  }
+
+  test('from an unknown sender: dropped before parsing and counted; pods keep pinging, memory stays flat, renewals stay on time', async (t) => {
+    const node = lab.extraNodes.get('flood');
+    assert.ok(node !== undefined);
+    await flood(t, node, 'unknown_sender');
+  });
+
+  test('from a known host (host 2\'s address): every datagram parsed, dropped and counted as not IPv4; the same holds', async (t) => {
+    const h2 = lab.host(2);
+    await flood(t, { ns: h2.ns, ip: h2.underlayIp }, 'bad_version');
   });
 });
