@@ -378,7 +378,7 @@ function backendSuite(backend: Backend): void {
       const s = await ping.finish();
       t.diagnostic(describePing(s));
       const deadMs = tSpawn - tKilled;
-      // the first record comes once the state directory's lock is taken (a killed holder's lock goes stale after 4 s)
+      // the first record comes once the state directory's lock is taken (flock: the kernel released a killed holder's at once)
       const firstRecord = Number(restarted.records[0]?.['time'] ?? Number.NaN) - tSpawn;
       t.diagnostic(`${backend}: restart spawned -> first log record ${firstRecord} ms -> ready ${tReady - tSpawn} ms -> ` +
         `first echo reply through host 1 ${first.at - tSpawn} ms (agent dead ${deadMs} ms before the spawn)`);
