@@ -8,7 +8,11 @@
  * node, `relay`: a plain node:dgram socket on port 8285 that checks every
  * datagram (exactly one IPv4 packet of at most the overlay MTU, valid IP and
  * TCP/UDP/ICMP checksums) and forwards it unchanged to the other host. All
- * traffic between the pods crosses it.
+ * traffic between the pods crosses it. The same with the kernel fast path,
+ * which must send such a peer only whole packets; and with the fast path
+ * told the relay takes super-packets, on an underlay that segments them
+ * (no checksum offload, as a NIC without it): what the kernel's UDP-tunnel
+ * segmentation puts on the wire must be as valid.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -52,14 +56,40 @@ interface IperfResult {
 
 const metric = (m: Map<string, number>, name: string): number => m.get(name) ?? 0;
 
-/** Userspace only, and with the kernel fast path on both agents (the relay runs none: they must send it whole packets). */
-for (const { label, flags } of [{ label: 'userspace path', flags: [] as string[] }, { label: 'kernel fast path on', flags: ['--fast-path', 'bpf'] }]) {
-describe(`a plain (offload-free) flannel udp peer between two offloading agents (${label})`, { skip }, () => {
+interface Variant {
+  readonly label: string;
+  readonly flags: readonly string[];
+  /**
+   * The agents take the relay for a fast-path peer (--fast-path-static-peers), so the kernel sends it TCP
+   * super-packets whole, on an underlay without transmit checksum offload (`ethtool -K eth0 tx off`, a NIC
+   * without it): the kernel's UDP-tunnel segmentation must cut each into valid datagrams before the wire.
+   */
+  readonly segmenting?: boolean;
+}
+
+/**
+ * Userspace only; with the kernel fast path on both agents (the relay runs none: they must send it whole
+ * packets); and with the fast path sending it super-packets across an underlay that segments them.
+ */
+const VARIANTS: readonly Variant[] = [
+  { label: 'userspace path', flags: [] },
+  { label: 'kernel fast path on', flags: ['--fast-path', 'bpf'] },
+  {
+    label: 'kernel fast path sending super-packets, segmented by the sender\'s kernel',
+    flags: ['--fast-path', 'bpf', '--fast-path-static-peers'], segmenting: true,
+  },
+];
+
+for (const { label, flags, segmenting = false } of VARIANTS) {
+const fastPath = flags.includes('bpf');
+describe(`a plain (offload-free) flannel udp peer between two offloading agents (${label})`,
+  { skip: segmenting ? e2eSkipReason(['ip', 'ping', 'iperf3', 'curl', 'ethtool']) : skip }, () => {
   let lab: Lab;
   let tmp: TempDir;
   let relay: ChildProcess;
   let relayOut: LineCollector;
   let relayIp: string;
+  let relayNs: string;
   let pod1: string;
   let pod2: string;
 
@@ -69,12 +99,17 @@ describe(`a plain (offload-free) flannel udp peer between two offloading agents 
     const node = lab.extraNodes.get('relay');
     assert.ok(node !== undefined);
     relayIp = node.ip;
+    relayNs = node.ns;
     const [h1, h2] = [lab.host(1), lab.host(2)];
     pod1 = h1.podNs as string;
     pod2 = h2.podNs as string;
     relay = lab.spawn(node.ns, process.execPath, [RELAY, relayIp, JSON.stringify({ a: h1.underlayIp, b: h2.underlayIp, mtu: OVERLAY_MTU })]);
     relayOut = new LineCollector(relay);
     await eventually('the relay listening', async () => relayOut.json<{ event: string }>().find((e) => e.event === 'listening'));
+    if (segmenting) {
+      // no transmit checksum offload, so no GSO either: the kernel segments and checksums before the veth
+      for (const h of [h1, h2]) await lab.exec(h.ns, 'ethtool', ['-K', 'eth0', 'tx', 'off']);
+    }
     const netConf = tmp.file('net-conf.json', JSON.stringify({ Network: LAB_NETWORK, Backend: { Type: 'udp', Port: 8285 } }));
     // offloads are on by default; each host reaches the other only through the relay
     const agent = (ns: string, subnet: string, peerSubnet: string, port: number): LabAgent => new LabAgent(lab, ns, [
@@ -92,7 +127,7 @@ describe(`a plain (offload-free) flannel udp peer between two offloading agents 
       assert.equal(inEffect.vnetHdr, true, 'TUN offload (TSO super-packets) in effect');
       assert.equal(inEffect.udpGso, true, 'UDP_SEGMENT in effect');
       // with the fast path UDP_GRO is off (the kernel decapsulates one datagram at a time)
-      assert.equal(inEffect.udpGro, flags.length === 0, 'UDP_GRO in effect without the fast path');
+      assert.equal(inEffect.udpGro, !fastPath, 'UDP_GRO in effect without the fast path');
       assert.ok((inEffect.groFlags ?? 0) !== 0, 'TUN coalescing in effect');
     }
   });
@@ -116,7 +151,8 @@ describe(`a plain (offload-free) flannel udp peer between two offloading agents 
     assert.ok(counts.length > 0, 'the relay reports its counts');
   });
 
-  const iperf = async (fromPod: string, toIndex: number, senderNs: string, senderHealth: number): Promise<{ r: IperfResult; split: { tunRx: number; udpTx: number } }> => {
+  const iperf = async (fromPod: string, toIndex: number, senderNs: string, senderHealth: number):
+    Promise<{ r: IperfResult; split: { tunRx: number; udpTx: number; superPackets: number } }> => {
     const server = lab.spawn(lab.host(toIndex).podNs as string, 'iperf3', ['-s', '-1', '-B', lab.host(toIndex).podIp]);
     try {
       await waitForPort(lab, lab.host(toIndex).podNs as string, 5201);
@@ -126,7 +162,10 @@ describe(`a plain (offload-free) flannel udp peer between two offloading agents 
       const delta = (name: string): number => metric(afterM, name) - metric(before, name);
       return {
         r: JSON.parse(out) as IperfResult,
-        split: { tunRx: delta('weft_tun_rx_packets_total'), udpTx: delta('weft_udp_tx_packets_total') },
+        split: {
+          tunRx: delta('weft_tun_rx_packets_total'), udpTx: delta('weft_udp_tx_packets_total'),
+          superPackets: delta('weft_fast_path_super_packets_total'),
+        },
       };
     } finally {
       server.kill();
@@ -134,22 +173,22 @@ describe(`a plain (offload-free) flannel udp peer between two offloading agents 
     }
   };
 
-  test('iperf3 TCP 3 s pod 1 -> pod 2: host 1 reads TSO super-packets and splits them', async (t) => {
-    const { r, split } = await iperf(pod1, 2, lab.host(1).ns, H1_HEALTH);
-    t.diagnostic(`pod1 -> pod2 via the relay: ${(r.end.sum_received.bits_per_second / 1e6).toFixed(0)} Mbit/s, `
-      + `${r.end.sum_received.bytes} bytes; host 1 read ${split.tunRx} packets from the TUN, sent ${split.udpTx} datagrams`);
-    assert.ok(r.end.sum_received.bytes > 1_000_000, `only ${r.end.sum_received.bytes} bytes received`);
-    // large segments: several datagrams per TUN read on average
-    assert.ok(split.udpTx > 3 * split.tunRx, `udp_tx_packets ${split.udpTx} is not well above tun_rx_packets ${split.tunRx}: no super-packets were split`);
-  });
-
-  test('iperf3 TCP 3 s pod 2 -> pod 1: host 2 reads TSO super-packets and splits them', async (t) => {
-    const { r, split } = await iperf(pod2, 1, lab.host(2).ns, H2_HEALTH);
-    t.diagnostic(`pod2 -> pod1 via the relay: ${(r.end.sum_received.bits_per_second / 1e6).toFixed(0)} Mbit/s, `
-      + `${r.end.sum_received.bytes} bytes; host 2 read ${split.tunRx} packets from the TUN, sent ${split.udpTx} datagrams`);
-    assert.ok(r.end.sum_received.bytes > 1_000_000, `only ${r.end.sum_received.bytes} bytes received`);
-    assert.ok(split.udpTx > 3 * split.tunRx, `udp_tx_packets ${split.udpTx} is not well above tun_rx_packets ${split.tunRx}`);
-  });
+  for (const [from, to] of [[1, 2], [2, 1]] as const) {
+    const what = segmenting ? 'the kernel sends TCP super-packets, which its UDP-tunnel segmentation cuts' : 'reads TSO super-packets and splits them';
+    test(`iperf3 TCP 3 s pod ${from} -> pod ${to}: host ${from} ${what}`, async (t) => {
+      const { r, split } = await iperf(lab.host(from).podNs as string, to, lab.host(from).ns, from === 1 ? H1_HEALTH : H2_HEALTH);
+      t.diagnostic(`pod${from} -> pod${to} via the relay: ${(r.end.sum_received.bits_per_second / 1e6).toFixed(0)} Mbit/s, `
+        + `${r.end.sum_received.bytes} bytes; host ${from} read ${split.tunRx} packets from the TUN, sent ${split.udpTx} datagrams, `
+        + `${split.superPackets} super-packets encapsulated in the kernel`);
+      assert.ok(r.end.sum_received.bytes > 1_000_000, `only ${r.end.sum_received.bytes} bytes received`);
+      if (segmenting) {
+        assert.ok(split.superPackets > 100, `only ${split.superPackets} super-packets left host ${from} through the kernel`);
+      } else {
+        // large segments: several datagrams per TUN read on average
+        assert.ok(split.udpTx > 3 * split.tunRx, `udp_tx_packets ${split.udpTx} is not well above tun_rx_packets ${split.tunRx}: no super-packets were split`);
+      }
+    });
+  }
 
   test('the relay saw one valid IPv4 packet per datagram, never more than the MTU', async (t) => {
     const exit = once(relay, 'exit');
@@ -168,15 +207,30 @@ describe(`a plain (offload-free) flannel udp peer between two offloading agents 
     assert.ok(final.fullSize > 1000, `only ${final.fullSize} full-MTU datagrams: the split segments should fill the MTU`);
     assert.ok((final.byProtocol['6'] ?? 0) > 10_000, 'TCP');
     assert.ok((final.byProtocol['1'] ?? 0) >= 12, 'ICMP echo requests and replies');
+    // the relay's kernel checked every outer UDP checksum that was not zero (zero: none sent, as vxlan's default)
+    const snmp = (await lab.exec(relayNs, 'cat', ['/proc/net/snmp'])).split('\n').filter((l) => l.startsWith('Udp:'));
+    const [names, values] = snmp.map((l) => l.trim().split(/\s+/));
+    const csumErrors = Number(values?.[names?.indexOf('InCsumErrors') ?? -1]);
+    assert.equal(csumErrors, 0, `outer UDP checksum errors at the relay: ${snmp.join(' / ')}`);
   });
 
-  if (flags.length > 0) {
+  if (fastPath && !segmenting) {
     test('with the fast path, the agents decapsulated the relay\'s datagrams in the kernel and left sending to it to userspace', async () => {
       for (const [ns, port] of [[lab.host(1).ns, H1_HEALTH], [lab.host(2).ns, H2_HEALTH]] as const) {
         const m = await scrapeMetrics(lab, ns, port);
         assert.ok(metric(m, 'weft_fast_path_packets_total{direction="decap"}') > 1000, `${ns}: decapsulated in the kernel`);
         assert.ok(metric(m, 'weft_fast_path_passed_packets_total{direction="encap",reason="plain_peer"}') > 1000, `${ns}: sent through userspace`);
         assert.equal(metric(m, 'weft_fast_path_packets_total{direction="encap"}'), 0, `${ns}: nothing encapsulated in the kernel for a plain peer`);
+      }
+    });
+  }
+  if (segmenting) {
+    test('both directions crossed in the kernel: encapsulated by one agent, decapsulated by the other', async () => {
+      for (const [ns, port] of [[lab.host(1).ns, H1_HEALTH], [lab.host(2).ns, H2_HEALTH]] as const) {
+        const m = await scrapeMetrics(lab, ns, port);
+        assert.ok(metric(m, 'weft_fast_path_packets_total{direction="encap"}') > 1000, `${ns}: encapsulated in the kernel`);
+        assert.ok(metric(m, 'weft_fast_path_packets_total{direction="decap"}') > 1000, `${ns}: decapsulated in the kernel`);
+        assert.equal(metric(m, 'weft_fast_path_errors_total'), 0, `${ns}: no helper failed`);
       }
     });
   }
