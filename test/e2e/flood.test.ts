@@ -62,8 +62,8 @@ describe('a flood of malformed datagrams', { skip }, () => {
     const rssBefore = rssKiB(pid);
     const before = await scrapeMetrics(lab, h1.ns, H1_HEALTH);
     const startedAt = Date.now();
-    const flood = lab.spawn(sender.ns, process.execPath, [FLOOD, sender.ip, h1.underlayIp, '8285', String(FLOOD_MS)]);
-    const floodOut = new LineCollector(flood);
+    const flooder = lab.spawn(sender.ns, process.execPath, [FLOOD, sender.ip, h1.underlayIp, '8285', String(FLOOD_MS)]);
+    const floodOut = new LineCollector(flooder);
     // pings every 50 ms for as long as the flood lasts
     const count = Math.floor(FLOOD_MS / 50) - 4;
     const ping = await lab.exec(h2.podNs as string, 'ping', ['-c', String(count), '-i', '0.05', '-W', '1', h1.podIp], { timeoutMs: FLOOD_MS + 15_000 })
