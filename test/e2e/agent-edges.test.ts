@@ -8,7 +8,10 @@
  *    the resync period; a jump a flanneld left is neither duplicated nor
  *    removed;
  *  - --iface that matches nothing falls through to --iface-regex, whose
- *    matched address is the one used.
+ *    matched address is the one used;
+ *  - --ip-blackhole-route: the lease's blackhole route under the bridge's;
+ *  - vxlan with every option set (VNI, Port, GBP, Learning, MTU) read back
+ *    from the kernel, and re-created with its MAC when an option changes.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -250,6 +253,54 @@ describe('--ip-blackhole-route: the lease\'s blackhole route, below the bridge\'
     assert.equal((await blackholes(h.ns)).length, 1, 'stop removed the blackhole route (flanneld leaves it)');
     await weftCleanup(lab, h.ns, agent.stateDir);
     assert.deepEqual(await blackholes(h.ns), []);
+    await store.close();
+  });
+});
+
+describe('vxlan with every option set: the device as flanneld makes it, re-created with its MAC when an option changes', { skip: e2eSkipReason(['ip']) }, () => {
+  let lab: Lab;
+  let agent: LabAgent | undefined;
+
+  before(async () => {
+    lab = await Lab.create({ hosts: 1, underlay: 'bridge', pods: false });
+  });
+  after(() => tearDownLab(lab, [agent]));
+
+  interface VxlanLink { mtu: number; address: string; linkinfo: { info_kind: string; info_data: Record<string, unknown> } }
+  const device = async (ns: string): Promise<VxlanLink> =>
+    (JSON.parse(await lab.exec(ns, 'ip', ['-d', '-j', 'link', 'show', 'flannel.7'])) as VxlanLink[])[0] as VxlanLink;
+
+  test('VNI 7, Port 4790, GBP, Learning, MTU 1400: flannel.7 carries each; the lease publishes VNI and VtepMAC; ' +
+    'Learning turned off re-creates it with the same MAC', async () => {
+    const h = lab.host(1);
+    const conf = { Network: '10.244.0.0/16', Backend: { Type: 'vxlan', VNI: 7, Port: 4790, GBP: true, Learning: true, MTU: 1400 } };
+    const store = await fileFixture(lab, conf);
+    agent = new LabAgent(lab, h.ns, [...store.agentArgs(), '--iface', 'eth0']);
+    await agent.waitReady(20_000);
+    const first = await device(h.ns);
+    assert.equal(first.linkinfo.info_kind, 'vxlan');
+    const d = first.linkinfo.info_data;
+    assert.deepEqual([d['id'], d['port'], d['gbp'], d['learning'], d['local'], d['link']], [7, 4790, true, true, h.underlayIp, 'eth0']);
+    assert.equal(first.mtu, 1400 - 50, 'MTU minus the vxlan overhead');
+    const env = await readSubnetEnv(agent.subnetFile);
+    assert.equal(env?.mtu, 1350);
+    const leases = [...(await store.leases()).values()];
+    assert.equal(leases.length, 1);
+    const lease = JSON.parse(leases[0] as string) as { BackendType: string; BackendData: { VNI: number; VtepMAC: string } };
+    assert.deepEqual([lease.BackendType, lease.BackendData.VNI, lease.BackendData.VtepMAC], ['vxlan', 7, first.address]);
+    assert.equal((await agent.stop('SIGTERM')).code, 0);
+
+    // the next start with Learning off finds a device whose attributes differ: re-created, MAC kept (the peers' FDB entries stay right)
+    writeFileSync(path.join(lab.dir, 'net-conf.json'), JSON.stringify({ ...conf, Backend: { ...conf.Backend, Learning: false } }));
+    agent = new LabAgent(lab, h.ns, [...store.agentArgs(), '--iface', 'eth0']);
+    await agent.waitReady(20_000);
+    const second = await device(h.ns);
+    assert.equal(second.linkinfo.info_data['learning'], false);
+    assert.equal(second.linkinfo.info_data['gbp'], true);
+    assert.equal(second.address, first.address, 'the VtepMAC survives the re-creation');
+    assert.equal((await agent.stop('SIGTERM')).code, 0);
+    await weftCleanup(lab, h.ns, agent.stateDir);
+    assert.deepEqual(await weftLeftovers(lab, h.ns), []);
     await store.close();
   });
 });
