@@ -123,11 +123,20 @@ int weft_fp_configure(struct weft_fp *fp, const struct weft_fp_settings *s) {
   return bpf_map_update_elem(fp->config_fd, &zero, &c, BPF_ANY);
 }
 
-static int wanted(const struct weft_fp_route_key *k, const uint32_t *nets, const uint8_t *lens, int count) {
-  for (int i = 0; i < count; i++) {
-    if (k->prefixlen == lens[i] && k->addr == htonl(nets[i])) return 1;
-  }
-  return 0;
+/* A route's identity as one sortable number: prefix length, then network (host order). */
+static uint64_t route_id(uint32_t len, uint32_t net) {
+  return ((uint64_t)len << 32) | net;
+}
+
+static int cmp_id(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Whether the map key is one of the `count` sorted wanted ids (a binary search: a snapshot of many peers stays fast). */
+static int wanted(const struct weft_fp_route_key *k, const uint64_t *ids, int count) {
+  uint64_t id = route_id(k->prefixlen, ntohl(k->addr));
+  return bsearch(&id, ids, (size_t)count, sizeof(*ids), cmp_id) != NULL;
 }
 
 int weft_fp_set_routes(struct weft_fp *fp, const uint32_t *nets, const uint8_t *lens, const uint32_t *peers,
@@ -148,16 +157,25 @@ int weft_fp_set_routes(struct weft_fp *fp, const uint32_t *nets, const uint8_t *
    * them (deleting while walking an LPM trie would restart the walk). Rare
    * and small: one snapshot removes the peers that left since the last one.
    */
+  uint64_t *ids = malloc((size_t)(count > 0 ? count : 1) * sizeof(*ids));
+  if (ids == NULL) {
+    *what = "malloc";
+    *changed = n;
+    return -ENOMEM;
+  }
+  for (int i = 0; i < count; i++) ids[i] = route_id(lens[i], nets[i]);
+  qsort(ids, (size_t)count, sizeof(*ids), cmp_id);
   struct weft_fp_route_key key, next, *gone = NULL;
   int ngone = 0, cap = 0;
   void *prev = NULL;
   while (bpf_map_get_next_key(fp->routes_fd, prev, &next) == 0) {
-    if (!wanted(&next, nets, lens, count)) {
+    if (!wanted(&next, ids, count)) {
       if (ngone == cap) {
         cap = cap == 0 ? 16 : cap * 2;
         struct weft_fp_route_key *grown = realloc(gone, (size_t)cap * sizeof(*gone));
         if (grown == NULL) {
           free(gone);
+          free(ids);
           *what = "realloc";
           *changed = n;
           return -ENOMEM;
@@ -169,6 +187,7 @@ int weft_fp_set_routes(struct weft_fp *fp, const uint32_t *nets, const uint8_t *
     key = next;
     prev = &key;
   }
+  free(ids);
   for (int i = 0; i < ngone; i++) {
     if (bpf_map_delete_elem(fp->routes_fd, &gone[i]) == 0) n++;
   }

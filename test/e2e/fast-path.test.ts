@@ -7,6 +7,8 @@
  * filter is replaced or removed by the next start.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -18,6 +20,7 @@ import { etcdFixture, type StoreFixture } from './store-fixture';
 
 const skip = e2eSkipReason(['ip', 'ping', 'iperf3', 'curl', 'tc']) ?? etcdSkipReason();
 const HEALTH = [9961, 9962];
+const ROUTES_FIXTURE = path.join(__dirname, 'fixtures', 'fast-path-routes.js');
 
 type Metrics = Map<string, number>;
 const fp = (m: Metrics, name: string, labels = ''): number => m.get(`weft_fast_path_${name}${labels}`) ?? 0;
@@ -216,3 +219,31 @@ describe('a weft host without the fast path takes the super-packets a fast-path 
   });
 });
 
+describe('the fast path\'s route map follows each route set exactly', { skip: e2eSkipReason(['ip']) }, () => {
+  const ns = `weft-fpr-${randomBytes(4).toString('hex')}`;
+  before(() => {
+    execFileSync('ip', ['netns', 'add', ns]);
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  });
+  after(() => {
+    execFileSync('ip', ['netns', 'del', ns]);
+  });
+
+  test('updates every wanted route and deletes exactly the others, by network and length, for a few and for thousands', () => {
+    const net = (a: number, b: number): number => ((10 << 24) | (244 << 16) | (a << 8) | b) >>> 0;
+    const many = (from: number, n: number): Array<[number, number]> =>
+      Array.from({ length: n }, (_, i): [number, number] => [((10 << 24) | ((from + i) << 8)) >>> 0, 24]);
+    const sets: Array<Array<[number, number]>> = [
+      [[net(1, 0), 24], [net(2, 0), 24], [net(3, 0), 24]], // 3 written
+      [[net(2, 0), 24]], // 1 written, 2 deleted
+      [[net(2, 0), 24], [net(2, 0), 25]], // same network, another length: 2 written, none deleted
+      [[net(2, 0), 25]], // 1 written, the /24 deleted
+      many(0, 3000), // 3,000 written, the /25 deleted
+      many(1000, 3000), // 3,000 written, the first 1,000 deleted
+      [], // 3,000 deleted
+    ];
+    const out = execFileSync('ip', ['netns', 'exec', ns, process.execPath, ROUTES_FIXTURE, JSON.stringify(sets)], { encoding: 'utf8', timeout: 60_000 });
+    const { changes } = JSON.parse(out) as { changes: number[] };
+    assert.deepEqual(changes, [3, 3, 2, 2, 3001, 4000, 3000]);
+  });
+});
